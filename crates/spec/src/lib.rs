@@ -1,0 +1,18 @@
+//! The workflow file: parsing YAML with positions, interpolating `${{ … }}` references,
+//! validating, and generating the JSON Schema. Pure: it reads no files (callers pass the text)
+//! and knows nothing of stores, scheduling, candle or polars.
+
+mod error;
+mod resolve;
+mod resolved;
+mod schema;
+mod template;
+mod workflow;
+mod yaml;
+
+pub use error::{Pos, SpecError, SpecErrors, closest, suggestion};
+pub use resolve::{ParamOverride, load, normalise_path};
+pub use resolved::{Dependency, InputSource, ResolvedStage, ResolvedWorkflow};
+pub use schema::json_schema;
+pub use template::{Ref, Segment};
+pub use workflow::{FORMAT_VERSION, Stage, Workflow};
