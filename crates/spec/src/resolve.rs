@@ -39,9 +39,11 @@ pub fn load(
 ) -> Result<ResolvedWorkflow, SpecErrors> {
     let map = yaml::source_map(file, source).map_err(SpecErrors)?;
     if map.span(&[]).is_none() {
-        return Err(SpecError::new(file, Pos::new(1, 1), "the workflow file is empty")
-            .with_hint("a workflow needs at least `version: 1`, `name` and `stages`")
-            .into());
+        return Err(
+            SpecError::new(file, Pos::new(1, 1), "the workflow file is empty")
+                .with_hint("a workflow needs at least `version: 1`, `name` and `stages`")
+                .into(),
+        );
     }
     let workflow: Workflow = yaml::from_str(file, source)?;
     let mut r = Resolver {
@@ -164,7 +166,13 @@ impl Resolver<'_> {
         self.errors.push(e);
     }
 
-    fn error_w(&mut self, pos: Pos, width: usize, message: impl Into<String>, hint: Option<String>) {
+    fn error_w(
+        &mut self,
+        pos: Pos,
+        width: usize,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
         let mut e = SpecError::new(self.file, pos, message)
             .with_source(self.source)
             .with_width(width);
@@ -319,7 +327,10 @@ impl Resolver<'_> {
             let Some(default) = params.get(&o.name) else {
                 self.error(
                     self.map.key_pos(&["params"]),
-                    format!("-p {}={}: param `{}` is not defined", o.name, o.value, o.name),
+                    format!(
+                        "-p {}={}: param `{}` is not defined",
+                        o.name, o.value, o.name
+                    ),
                     suggestion(&o.name, "params", params.keys().map(String::as_str)).or(Some(
                         "a param must be declared under `params:` before it can be set".into(),
                     )),
@@ -329,6 +340,7 @@ impl Resolver<'_> {
             let parsed: serde_json::Value = serde_yaml::from_str(&o.value)
                 .unwrap_or_else(|_| serde_json::Value::String(o.value.clone()));
             let value = match (default, &parsed) {
+                (serde_json::Value::String(_), serde_json::Value::String(_)) => parsed,
                 (serde_json::Value::String(_), _) => serde_json::Value::String(o.value.clone()),
                 (serde_json::Value::Null, _) => parsed,
                 (serde_json::Value::Number(_), serde_json::Value::Number(_))
@@ -425,7 +437,9 @@ impl Resolver<'_> {
                         let hint = if s == name {
                             "a stage cannot read its own output".to_owned()
                         } else {
-                            format!("write `${{{{ stages.{s}.outputs.{o} }}}}` so that `{name}` runs after `{s}`")
+                            format!(
+                                "write `${{{{ stages.{s}.outputs.{o} }}}}` so that `{name}` runs after `{s}`"
+                            )
                         };
                         self.error(
                             self.map.value_pos(&at),
@@ -463,7 +477,6 @@ impl Resolver<'_> {
             }
         }
         // References written in `run` or `env` rather than `inputs` are inputs all the same.
-        let mut inputs = inputs;
         for dep in &deps[before..] {
             let key = format!("stages.{}.outputs.{}", dep.stage, dep.output);
             if let Some(path) = output_index
@@ -630,7 +643,15 @@ impl Resolver<'_> {
                                     format!("stage `{stage}` declares no outputs")
                                 } else {
                                     suggestion(output, "outputs", outs.keys().map(String::as_str))
-                                        .map(|h| format!("{h} (stage `{stage}` has outputs: {})", outs.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")))
+                                        .map(|h| {
+                                            format!(
+                                                "{h} (stage `{stage}` has outputs: {})",
+                                                outs.keys()
+                                                    .map(|k| format!("`{k}`"))
+                                                    .collect::<Vec<_>>()
+                                                    .join(", ")
+                                            )
+                                        })
                                         .unwrap_or_default()
                                 };
                                 self.error_w(

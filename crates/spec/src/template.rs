@@ -66,14 +66,15 @@ pub fn parse(s: &str) -> Result<Vec<Segment>, TemplateError> {
             });
         };
         let end = inner_start + close + CLOSE.len();
-        let target = parse_ref(s[inner_start..inner_start + close].trim()).map_err(
-            |(message, hint)| TemplateError {
-                offset: start,
-                len: end - start,
-                message,
-                hint,
-            },
-        )?;
+        let target =
+            parse_ref(s[inner_start..inner_start + close].trim()).map_err(|(message, hint)| {
+                TemplateError {
+                    offset: start,
+                    len: end - start,
+                    message,
+                    hint,
+                }
+            })?;
         segments.push(Segment::Ref { target, start, end });
         rest = end;
     }
@@ -151,9 +152,7 @@ mod tests {
     #[test]
     fn parses_each_kind_of_reference() {
         assert_eq!(
-            refs(
-                "a ${{ params.lr }} ${{stages.s-1.outputs.data}} ${{ inputs.x }}${{ outputs.y }}"
-            ),
+            refs("a ${{ params.lr }} ${{stages.s-1.outputs.data}} ${{ inputs.x }}${{ outputs.y }}"),
             vec![
                 "params.lr",
                 "stages.s-1.outputs.data",

@@ -1,0 +1,128 @@
+//! Command-line arguments (clap). Only the binary parses arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_spec::ParamOverride;
+
+/// A declarative, content-addressed pipeline engine for fine-tuning language models.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print debug logs (stage keys, cache decisions) to stderr. Also: SLUICE_LOG=debug.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the workflow: every stage whose inputs, params or command changed; the rest from cache.
+    Run(RunArgs),
+    /// Say which stages are stale and why, without running anything.
+    Status(StatusArgs),
+    /// Re-run every stage with the lockfile's params, ignoring the cache, and check every digest.
+    Repro(ReproArgs),
+    /// Draw the DAG of stages.
+    Dag(DagArgs),
+    /// Check a workflow file without running it.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of workflow files.
+    Schema,
+    /// Remove cached objects that no lockfile in the workspace references.
+    Gc(GcArgs),
+}
+
+/// The workflow file and params, shared by every command that reads a workflow.
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    /// The workflow file [default: pipelines/quickstart.yaml in the workspace root].
+    pub file: Option<PathBuf>,
+    /// Set a param for this invocation: -p lr=0.001 (repeatable).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<ParamOverride>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    /// Run only these stages and the stages they depend on.
+    #[arg(short = 's', long = "stage", value_name = "STAGE")]
+    pub stages: Vec<String>,
+    /// Stages to run at once [default: number of cores].
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// After a failure, keep running every stage that does not depend on it.
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
+    /// Print what would run, and why, without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Fail (exit 1) instead of running if the run would change the lockfile.
+    #[arg(long)]
+    pub frozen: bool,
+    /// Print the run summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Show every line the stages' commands print.
+    #[arg(long)]
+    pub show_output: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    /// Print the status as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReproArgs {
+    /// The workflow file [default: pipelines/quickstart.yaml in the workspace root].
+    pub file: Option<PathBuf>,
+    /// Stages to run at once [default: number of cores].
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum DagFormat {
+    /// A drawing for the terminal.
+    #[default]
+    Text,
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub struct DagArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+    pub format: DagFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

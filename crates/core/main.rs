@@ -1,0 +1,113 @@
+//! The `sluice` binary: argument parsing, output and exit codes. Everything else lives in the
+//! library crates; this crate is the only one that talks to the terminal.
+
+mod cli;
+mod dag;
+mod exit;
+mod gc;
+mod report;
+mod run;
+mod status;
+mod workspace;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use serde::Serialize;
+
+use crate::cli::{Cli, Command};
+use crate::exit::Failure;
+
+fn init_logging(verbose: bool) {
+    let filter = match std::env::var("SLUICE_LOG") {
+        Ok(f) => tracing_subscriber::EnvFilter::new(f),
+        Err(_) if verbose => {
+            tracing_subscriber::EnvFilter::new("sluice=debug,sluice_exec=debug,sluice_store=debug")
+        }
+        Err(_) => tracing_subscriber::EnvFilter::new("warn"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+#[derive(Serialize)]
+struct Validated<'a> {
+    ok: bool,
+    workflow: &'a str,
+    file: String,
+    stages: usize,
+}
+
+async fn dispatch(command: Command) -> Result<u8> {
+    match command {
+        Command::Run(args) => run::run(args).await,
+        Command::Repro(args) => run::repro(args).await,
+        Command::Status(args) => status::status(args),
+        Command::Dag(args) => {
+            let loaded = workspace::load(args.workflow.file.as_deref(), &args.workflow.params)?;
+            print!("{}", dag::render(&loaded.plan, args.format));
+            Ok(exit::OK)
+        }
+        Command::Validate(args) => {
+            let loaded = workspace::load(args.workflow.file.as_deref(), &args.workflow.params)?;
+            let n = loaded.plan.stages().len();
+            if args.json {
+                report::print_json(&Validated {
+                    ok: true,
+                    workflow: &loaded.plan.workflow.name,
+                    file: loaded.shown.display().to_string(),
+                    stages: n,
+                });
+            } else {
+                println!("{}: ok ({n} stages)", loaded.shown.display());
+            }
+            Ok(exit::OK)
+        }
+        Command::Schema => {
+            print!("{}", sluice_spec::json_schema());
+            Ok(exit::OK)
+        }
+        Command::Gc(args) => gc::gc(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            match e.downcast_ref::<Failure>() {
+                Some(Failure::Spec(errors)) => {
+                    for (i, err) in errors.errors().iter().enumerate() {
+                        if i > 0 {
+                            eprintln!();
+                        }
+                        eprintln!("error: {err}");
+                    }
+                }
+                None => {
+                    eprintln!("error: {e}");
+                    for cause in e.chain().skip(1) {
+                        eprintln!("  caused by: {cause}");
+                    }
+                }
+            }
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}

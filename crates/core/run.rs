@@ -1,0 +1,312 @@
+//! `sluice run` and `sluice repro`: open the store, take the workspace lock, run the plan, write
+//! the lockfile (run only), and report.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use sluice_exec::{RunOptions, RunReport, StageOutcome};
+use sluice_lock::Lockfile;
+use sluice_spec::ParamOverride;
+use sluice_store::{HashStats, Store};
+use tokio::sync::watch;
+
+use crate::cli::{ReproArgs, RunArgs};
+use crate::exit;
+use crate::report::{Printer, human_duration, print_json, tally};
+use crate::workspace::{Loaded, load};
+
+/// Opens the store of `root` and waits for the workspace lock.
+pub fn open_locked(root: &Path) -> Result<(Arc<Store>, sluice_store::WorkspaceLock)> {
+    let store = Store::open(root).with_context(|| {
+        format!(
+            "cannot open the store in {}",
+            root.join(".sluice").display()
+        )
+    })?;
+    let lock = store
+        .lock(|pid| match pid {
+            Some(pid) => eprintln!(
+                "waiting for another sluice process (pid {pid}) to finish in this workspace…"
+            ),
+            None => eprintln!("waiting for another sluice process to finish in this workspace…"),
+        })
+        .context("cannot lock the workspace")?;
+    store.clean_tmp().context("cannot clean .sluice/tmp")?;
+    Ok((Arc::new(store), lock))
+}
+
+pub fn read_lockfile(loaded: &Loaded) -> Result<Option<Lockfile>> {
+    Lockfile::read(&loaded.lock_path()).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n  = hint: fix it, or delete {} to start over",
+            loaded.lock_shown().display()
+        )
+    })
+}
+
+/// Sends `true` on the returned channel at the first Ctrl-C or SIGTERM.
+fn cancel_on_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        eprintln!("interrupted: stopping running stages…");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    workflow: &'a str,
+    ok: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cancelled: bool,
+    stages: &'a [StageOutcome],
+    duration_ms: u64,
+    hashed: HashStats,
+    lockfile: String,
+}
+
+fn width(loaded: &Loaded) -> usize {
+    loaded
+        .plan
+        .stages()
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0)
+}
+
+pub async fn run(args: RunArgs) -> Result<u8> {
+    let started = Instant::now();
+    let loaded = load(args.workflow.file.as_deref(), &args.workflow.params)?;
+    let targets = args
+        .stages
+        .iter()
+        .map(|s| {
+            loaded.plan.index_of(s).ok_or_else(|| {
+                let names: Vec<&str> = loaded
+                    .plan
+                    .stages()
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                let hint =
+                    sluice_spec::suggestion(s, "stages", names.iter().copied()).unwrap_or_default();
+                anyhow::anyhow!(
+                    "no stage `{s}` in {}\n  = hint: {hint}",
+                    loaded.shown.display()
+                )
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let (store, _lock) = open_locked(&loaded.root)?;
+    let previous = read_lockfile(&loaded)?;
+
+    if args.dry_run || args.frozen {
+        let report = sluice_exec::status(&loaded.plan, &store, previous.as_ref())?;
+        store.flush()?;
+        if args.dry_run {
+            crate::status::print_plan(&loaded, &report, args.json);
+            return Ok(exit::OK);
+        }
+        let projected = report.projected_lockfile(&loaded.plan, previous.as_ref());
+        if projected.as_ref() != previous.as_ref() {
+            let mut why = Vec::new();
+            for s in report
+                .stages
+                .iter()
+                .filter(|s| s.status == sluice_exec::Freshness::Stale)
+            {
+                why.push(format!(
+                    "  stage `{}` would run: {}",
+                    s.name,
+                    s.reasons.join("; ")
+                ));
+            }
+            if why.is_empty() {
+                why.push(if previous.is_none() {
+                    "  there is no lockfile yet".to_owned()
+                } else {
+                    "  the workflow or its params differ from the lockfile".to_owned()
+                });
+            }
+            bail!(
+                "--frozen: the run would change {}\n{}",
+                loaded.lock_shown().display(),
+                why.join("\n")
+            );
+        }
+    }
+
+    let options = RunOptions {
+        jobs: args.jobs.unwrap_or_else(default_jobs),
+        keep_going: args.keep_going,
+        targets: (!targets.is_empty()).then_some(targets),
+        stream_output: args.show_output,
+        ..RunOptions::default()
+    };
+    let printer = Arc::new(Printer::new(width(&loaded), args.json && !args.show_output));
+    if !args.json {
+        eprintln!(
+            "sluice: running {} ({} stages)",
+            loaded.shown.display(),
+            loaded.plan.stages().len()
+        );
+    }
+    let plan = Arc::new(loaded.plan);
+    let report = sluice_exec::run(
+        plan.clone(),
+        store.clone(),
+        previous.clone(),
+        options,
+        printer,
+        cancel_on_signal(),
+    )
+    .await;
+    let loaded = Loaded {
+        plan: Arc::try_unwrap(plan).map_err(|_| anyhow::anyhow!("plan still shared"))?,
+        ..loaded
+    };
+    // The lockfile is rewritten only when its content changes, so a no-op run leaves it alone.
+    if previous.as_ref() != Some(&report.lockfile) {
+        report
+            .lockfile
+            .write(&loaded.lock_path())
+            .with_context(|| format!("cannot write {}", loaded.lock_shown().display()))?;
+    }
+    store.flush()?;
+    finish(&loaded, &report, &store, started, args.json, "run")
+}
+
+fn finish(
+    loaded: &Loaded,
+    report: &RunReport,
+    store: &Store,
+    started: Instant,
+    json: bool,
+    verb: &str,
+) -> Result<u8> {
+    let ok = report.succeeded();
+    let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if json {
+        print_json(&Summary {
+            workflow: &loaded.plan.workflow.name,
+            ok,
+            cancelled: report.cancelled,
+            stages: &report.stages,
+            duration_ms: elapsed,
+            hashed: store.hash_stats(),
+            lockfile: loaded.lock_shown().display().to_string(),
+        });
+    } else if verb == "run" {
+        eprintln!(
+            "sluice: {} in {}",
+            tally(&report.stages),
+            human_duration(elapsed)
+        );
+    }
+    Ok(if report.cancelled {
+        exit::INTERRUPTED
+    } else if ok {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Overrides that set every param to the value the lockfile recorded.
+fn params_from(lock: &Lockfile, loaded: &Loaded) -> Vec<ParamOverride> {
+    lock.params
+        .iter()
+        .filter(|(name, _)| loaded.plan.workflow.params.contains_key(*name))
+        .map(|(name, value)| ParamOverride {
+            name: name.clone(),
+            value: serde_json::to_string(value).unwrap_or_default(),
+        })
+        .collect()
+}
+
+pub async fn repro(args: ReproArgs) -> Result<u8> {
+    let started = Instant::now();
+    let first = load(args.file.as_deref(), &[])?;
+    let Some(lock) = read_lockfile(&first)? else {
+        bail!(
+            "no lockfile {} to reproduce\n  = hint: run `sluice run {}` first",
+            first.lock_shown().display(),
+            first.shown.display()
+        );
+    };
+    let params = params_from(&lock, &first);
+    let loaded = load(args.file.as_deref(), &params)?;
+    let (store, _lock) = open_locked(&loaded.root)?;
+    let options = RunOptions {
+        jobs: args.jobs.unwrap_or_else(default_jobs),
+        force: true,
+        expect: Some(lock.clone()),
+        ..RunOptions::default()
+    };
+    if !args.json {
+        eprintln!(
+            "sluice: reproducing {} from {}",
+            loaded.shown.display(),
+            loaded.lock_shown().display()
+        );
+    }
+    let printer = Arc::new(Printer::new(width(&loaded), args.json));
+    let plan = Arc::new(loaded.plan);
+    let report = sluice_exec::run(
+        plan.clone(),
+        store.clone(),
+        None,
+        options,
+        printer,
+        cancel_on_signal(),
+    )
+    .await;
+    let loaded = Loaded {
+        plan: Arc::try_unwrap(plan).map_err(|_| anyhow::anyhow!("plan still shared"))?,
+        ..loaded
+    };
+    store.flush()?;
+    let code = finish(&loaded, &report, &store, started, args.json, "repro")?;
+    if !args.json {
+        let compared = report
+            .stages
+            .iter()
+            .filter(|s| {
+                lock.stages.contains_key(&s.name) && s.status == sluice_exec::StageStatus::Ran
+            })
+            .count();
+        match (&report.mismatch, code) {
+            (None, exit::OK) => println!("reproduced: {compared} stages, all digests match"),
+            (Some((stage, output)), _) => {
+                println!(
+                    "not reproduced: stage `{stage}` output `{output}` differs from the lockfile"
+                )
+            }
+            (None, _) => println!("not reproduced: {}", tally(&report.stages)),
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,648 @@
+//! The scheduler: runs a plan's stages on tokio, at most `jobs` at once, each as soon as every
+//! stage it references has finished. A stage whose key is in the cache is restored, not run.
+//! After a failure the run stops launching stages (or, with `keep_going`, skips only the failed
+//! stage's dependents). Nothing of a failed or cancelled stage enters the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_lock::{LockedStage, Lockfile};
+use sluice_plan::Plan;
+use sluice_store::{Artifact, Digest, StageRecord, Store, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::artifacts::locked_stage;
+use crate::cache::{
+    CacheCheck, InputError, Produced, check_cache, hash_inputs, input_view, key_of,
+};
+use crate::command::{prepare_outputs, run_command};
+use crate::observer::Observer;
+use crate::outcome::{StageOutcome, StageStatus};
+use crate::reason::{Reason, diff};
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Stages running at once.
+    pub jobs: usize,
+    /// After a failure, go on with every stage that does not depend on it.
+    pub keep_going: bool,
+    /// Run every stage, ignoring the cache (`sluice repro`).
+    pub force: bool,
+    /// Check each stage's output digests against this lockfile; a mismatch fails the stage.
+    pub expect: Option<Lockfile>,
+    /// Pass every line the commands write to the observer.
+    pub stream_output: bool,
+    /// Run only these stages and what they depend on.
+    pub targets: Option<Vec<usize>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            keep_going: false,
+            force: false,
+            expect: None,
+            stream_output: false,
+            targets: None,
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// One outcome per stage considered, in plan order.
+    pub stages: Vec<StageOutcome>,
+    /// The lockfile as it should now be.
+    pub lockfile: Lockfile,
+    pub cancelled: bool,
+    /// With `expect`: the first stage and output whose digest differed.
+    pub mismatch: Option<(String, String)>,
+}
+
+impl RunReport {
+    pub fn succeeded(&self) -> bool {
+        !self.cancelled
+            && self
+                .stages
+                .iter()
+                .all(|s| matches!(s.status, StageStatus::Ran | StageStatus::Cached))
+    }
+}
+
+struct Ctx {
+    plan: Arc<Plan>,
+    store: Arc<Store>,
+    previous: Option<Lockfile>,
+    options: RunOptions,
+    observer: Arc<dyn Observer>,
+}
+
+struct Finished {
+    index: usize,
+    outcome: StageOutcome,
+    locked: Option<LockedStage>,
+    outputs: BTreeMap<String, Artifact>,
+    mismatch: Option<String>,
+}
+
+/// The device every stage runs on until the scheduler places stages on GPUs.
+const DEVICE: &str = "cpu";
+
+/// Runs the plan.
+pub async fn run(
+    plan: Arc<Plan>,
+    store: Arc<Store>,
+    previous: Option<Lockfile>,
+    options: RunOptions,
+    observer: Arc<dyn Observer>,
+    cancel: watch::Receiver<bool>,
+) -> RunReport {
+    let n = plan.stages().len();
+    let selected: Vec<usize> = match &options.targets {
+        Some(t) => plan.closure(t),
+        None => plan.order().to_vec(),
+    };
+    let in_run: BTreeSet<usize> = selected.iter().copied().collect();
+    let position: BTreeMap<usize, usize> =
+        selected.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+    let mut waiting: Vec<usize> = (0..n)
+        .map(|i| {
+            plan.upstream(i)
+                .into_iter()
+                .filter(|u| in_run.contains(u))
+                .count()
+        })
+        .collect();
+    let mut ready: BTreeSet<(usize, usize)> = selected
+        .iter()
+        .filter(|&&i| waiting[i] == 0)
+        .map(|&i| (position[&i], i))
+        .collect();
+    let jobs = options.jobs.max(1);
+    let ctx = Arc::new(Ctx {
+        plan: plan.clone(),
+        store,
+        previous,
+        options,
+        observer,
+    });
+    let mut produced: Produced = BTreeMap::new();
+    let mut results: BTreeMap<usize, Finished> = BTreeMap::new();
+    let mut running: JoinSet<Finished> = JoinSet::new();
+    let mut stopped = false;
+    let mut cancelled = false;
+    let mut mismatch = None;
+    let mut cancel_watch = cancel.clone();
+
+    loop {
+        while !stopped && running.len() < jobs {
+            let Some((_, i)) = ready.pop_first() else {
+                break;
+            };
+            let inputs: Produced = produced.clone();
+            running.spawn(stage_task(ctx.clone(), i, inputs, cancel.clone()));
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next() => {
+                let Some(joined) = joined else { break };
+                let done = match joined {
+                    Ok(done) => done,
+                    Err(e) => {
+                        // A panicking stage task must not take the run down with it.
+                        stopped = true;
+                        tracing::error!("stage task failed: {e}");
+                        continue;
+                    }
+                };
+                let ok = matches!(done.outcome.status, StageStatus::Ran | StageStatus::Cached);
+                ctx.observer.finished(&done.outcome);
+                if let Some(out) = &done.mismatch
+                    && mismatch.is_none()
+                {
+                    mismatch = Some((done.outcome.name.clone(), out.clone()));
+                }
+                if ok {
+                    let name = &plan.stage(done.index).name;
+                    for (o, a) in &done.outputs {
+                        produced.insert((name.clone(), o.clone()), *a);
+                    }
+                    for d in plan.downstream(done.index) {
+                        if in_run.contains(&d) {
+                            waiting[d] -= 1;
+                            if waiting[d] == 0 {
+                                ready.insert((position[&d], d));
+                            }
+                        }
+                    }
+                } else if !ctx.options.keep_going
+                    || done.outcome.status == StageStatus::Cancelled
+                {
+                    stopped = true;
+                }
+                results.insert(done.index, done);
+            }
+            _ = cancel_watch.wait_for(|c| *c), if !cancelled => {
+                cancelled = true;
+                stopped = true;
+            }
+        }
+    }
+    if *cancel.borrow() {
+        cancelled = true;
+    }
+
+    // Stages that never started.
+    let mut stages = Vec::new();
+    for &i in &selected {
+        if let Some(done) = results.get(&i) {
+            stages.push(done.outcome.clone());
+            continue;
+        }
+        let mut o = StageOutcome::new(&plan.stage(i).name, StageStatus::Skipped);
+        let failed_up: Vec<String> = plan
+            .upstream(i)
+            .into_iter()
+            .filter(|u| {
+                results.get(u).is_none_or(|r| {
+                    !matches!(r.outcome.status, StageStatus::Ran | StageStatus::Cached)
+                })
+            })
+            .map(|u| plan.stage(u).name.clone())
+            .collect();
+        o.reasons = if cancelled {
+            vec!["the run was interrupted".to_owned()]
+        } else if let Some(u) = failed_up.first() {
+            vec![format!("upstream stage `{u}` did not complete")]
+        } else {
+            vec!["the run stopped after a failure".to_owned()]
+        };
+        ctx.observer.finished(&o);
+        stages.push(o);
+    }
+
+    let lockfile = next_lockfile(&plan, ctx.previous.as_ref(), &results);
+    RunReport {
+        stages,
+        lockfile,
+        cancelled,
+        mismatch,
+    }
+}
+
+/// The lockfile after a run: entries of completed stages replaced, stages no longer in the
+/// workflow dropped, everything else as it was.
+fn next_lockfile(
+    plan: &Plan,
+    previous: Option<&Lockfile>,
+    results: &BTreeMap<usize, Finished>,
+) -> Lockfile {
+    let wf = &plan.workflow;
+    let mut stages = BTreeMap::new();
+    for (i, stage) in wf.stages.iter().enumerate() {
+        let fresh = results.get(&i).and_then(|r| r.locked.clone());
+        let old = previous.and_then(|p| p.stages.get(&stage.name).cloned());
+        if let Some(entry) = fresh.or(old) {
+            stages.insert(stage.name.clone(), entry);
+        }
+    }
+    Lockfile {
+        schema: sluice_lock::SCHEMA,
+        engine: format!("sluice {}", env!("CARGO_PKG_VERSION")),
+        workflow: wf.name.clone(),
+        workflow_digest: blake3::hash(wf.canonical.as_bytes()).to_hex().to_string(),
+        params: wf.params.clone(),
+        stages,
+    }
+}
+
+/// What the blocking preparation of a stage decided.
+enum Prepared {
+    Done(Box<Finished>),
+    Run {
+        key: String,
+        inputs: BTreeMap<String, Artifact>,
+        reasons: Vec<Reason>,
+    },
+}
+
+fn finish(done: Finished) -> Prepared {
+    Prepared::Done(Box::new(done))
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn failed(
+    index: usize,
+    name: &str,
+    key: Option<String>,
+    error: String,
+    started: Instant,
+) -> Finished {
+    let mut outcome = StageOutcome::new(name, StageStatus::Failed);
+    outcome.key = key;
+    outcome.error = Some(error);
+    outcome.duration_ms = millis(started);
+    Finished {
+        index,
+        outcome,
+        locked: None,
+        outputs: BTreeMap::new(),
+        mismatch: None,
+    }
+}
+
+/// Hashes inputs, computes the key, and answers from the cache when it can.
+fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepared {
+    let stage = ctx.plan.stage(i);
+    let store = &ctx.store;
+    let inputs = match hash_inputs(store, stage, produced) {
+        Ok(inputs) => inputs,
+        Err(InputError::Missing { name, path }) => {
+            return finish(failed(
+                i,
+                &stage.name,
+                None,
+                format!("stage `{}`: input `{name}` not found: {path}", stage.name),
+                started,
+            ));
+        }
+        Err(InputError::Upstream { stage: up }) => {
+            return finish(failed(
+                i,
+                &stage.name,
+                None,
+                format!(
+                    "stage `{}`: upstream stage `{up}` has no result",
+                    stage.name
+                ),
+                started,
+            ));
+        }
+        Err(InputError::Store(e)) => {
+            return finish(failed(
+                i,
+                &stage.name,
+                None,
+                format!("stage `{}`: {e}", stage.name),
+                started,
+            ));
+        }
+    };
+    let material = key_of(stage, &inputs);
+    let key = material.key();
+    tracing::debug!(stage = %stage.name, key = %key, material = %material.canonical_json(), "stage key");
+    let digest: Digest = match key.parse() {
+        Ok(d) => d,
+        Err(_) => unreachable!("a blake3 hex key always parses"),
+    };
+    let previous = ctx
+        .previous
+        .as_ref()
+        .and_then(|p| p.stages.get(&stage.name));
+    if ctx.options.force {
+        return Prepared::Run {
+            key,
+            inputs,
+            reasons: vec![Reason::Forced],
+        };
+    }
+    let check = match check_cache(store, stage, &digest, previous, true) {
+        Ok(c) => c,
+        Err(e) => {
+            return finish(failed(
+                i,
+                &stage.name,
+                Some(key),
+                format!("stage `{}`: {e}", stage.name),
+                started,
+            ));
+        }
+    };
+    let cached =
+        |outputs: BTreeMap<String, Artifact>, record_ms: Option<u64>, reasons: Vec<Reason>| {
+            let duration = match previous {
+                Some(p) if p.key == key => p.duration_ms,
+                _ => record_ms.unwrap_or(0),
+            };
+            let locked = locked_stage(stage, &key, &inputs, &outputs, DEVICE, duration);
+            let mut outcome = StageOutcome::new(&stage.name, StageStatus::Cached);
+            outcome.key = Some(key.clone());
+            outcome.reasons = reasons.iter().map(ToString::to_string).collect();
+            outcome.duration_ms = millis(started);
+            Finished {
+                index: i,
+                outcome,
+                locked: Some(locked),
+                outputs,
+                mismatch: None,
+            }
+        };
+    match check {
+        CacheCheck::Hit { record, restore } => {
+            for reason in &restore {
+                if let Reason::OutputMissing { name, path } | Reason::OutputModified { name, path } =
+                    reason
+                    && let Err(e) = store.materialise(&record.outputs[name], Path::new(path))
+                {
+                    if let StoreError::Corrupt { digest, .. } = &e {
+                        return corrupt(
+                            ctx,
+                            stage.name.as_str(),
+                            &digest.clone(),
+                            &digest_or(&key),
+                            key,
+                            inputs,
+                            previous,
+                        );
+                    }
+                    return finish(failed(
+                        i,
+                        &stage.name,
+                        Some(key),
+                        format!(
+                            "stage `{}`: cannot restore output `{name}`: {e}",
+                            stage.name
+                        ),
+                        started,
+                    ));
+                }
+            }
+            finish(cached(record.outputs.clone(), record.duration_ms, restore))
+        }
+        CacheCheck::Adoptable { outputs } => {
+            for (name, path) in &stage.outputs {
+                if let Err(e) = store.put_path(Path::new(path)) {
+                    return finish(failed(
+                        i,
+                        &stage.name,
+                        Some(key),
+                        format!("stage `{}`: cannot store output `{name}`: {e}", stage.name),
+                        started,
+                    ));
+                }
+            }
+            let record = StageRecord {
+                outputs: outputs.clone(),
+                duration_ms: previous.map(|p| p.duration_ms),
+            };
+            if let Err(e) = store.put_record(&digest, &record) {
+                return finish(failed(
+                    i,
+                    &stage.name,
+                    Some(key),
+                    format!("stage `{}`: {e}", stage.name),
+                    started,
+                ));
+            }
+            finish(cached(outputs, record.duration_ms, Vec::new()))
+        }
+        CacheCheck::Corrupt { object } => {
+            corrupt(ctx, &stage.name, &object, &digest, key, inputs, previous)
+        }
+        CacheCheck::Miss => {
+            let reasons = diff(stage, &input_view(stage, &inputs), previous);
+            Prepared::Run {
+                key,
+                inputs,
+                reasons,
+            }
+        }
+    }
+}
+
+fn digest_or(key: &str) -> Digest {
+    key.parse().unwrap_or(Digest::of_bytes(key.as_bytes()))
+}
+
+/// A cached object failed its check: drop it and the record, and run the stage again.
+fn corrupt(
+    ctx: &Ctx,
+    stage: &str,
+    object: &Digest,
+    key: &Digest,
+    key_hex: String,
+    inputs: BTreeMap<String, Artifact>,
+    _previous: Option<&LockedStage>,
+) -> Prepared {
+    ctx.observer.warn(&format!(
+        "stage `{stage}`: cached object {} is corrupt or missing; removing it and running the stage again",
+        object.short()
+    ));
+    let _ = ctx.store.remove_object(object);
+    let _ = ctx.store.remove_record(key);
+    Prepared::Run {
+        key: key_hex,
+        inputs,
+        reasons: vec![Reason::CacheCorrupt {
+            object: object.short(),
+        }],
+    }
+}
+
+async fn stage_task(
+    ctx: Arc<Ctx>,
+    i: usize,
+    produced: Produced,
+    cancel: watch::Receiver<bool>,
+) -> Finished {
+    let started = Instant::now();
+    let prep_ctx = ctx.clone();
+    let prepared =
+        tokio::task::spawn_blocking(move || prepare(&prep_ctx, i, &produced, started)).await;
+    let name = ctx.plan.stage(i).name.clone();
+    let (key, inputs, reasons) = match prepared {
+        Ok(Prepared::Done(done)) => return *done,
+        Ok(Prepared::Run {
+            key,
+            inputs,
+            reasons,
+        }) => (key, inputs, reasons),
+        Err(e) => return failed(i, &name, None, format!("stage `{name}`: {e}"), started),
+    };
+    let stage = ctx.plan.stage(i);
+    let workspace = ctx.store.workspace().to_path_buf();
+    if let Err(e) = prepare_outputs(&workspace, &stage.outputs) {
+        return failed(i, &name, Some(key), format!("stage `{name}`: {e}"), started);
+    }
+    ctx.observer.started(&name);
+    let mut env = stage.env.clone();
+    env.insert("SLUICE_STAGE".into(), name.clone());
+    env.insert("SLUICE_DEVICE".into(), DEVICE.into());
+    let log_path = ctx.store.dir().join("logs").join(format!("{name}.log"));
+    let observer = ctx.options.stream_output.then(|| ctx.observer.clone());
+    let run_started = Instant::now();
+    let result = run_command(
+        &workspace,
+        &log_path,
+        &name,
+        &stage.command,
+        &env,
+        observer,
+        cancel,
+    )
+    .await;
+    let duration_ms = millis(run_started);
+    if let Err(f) = result {
+        let mut done = failed(
+            i,
+            &name,
+            Some(key),
+            format!("stage `{name}`: {}", f.error),
+            started,
+        );
+        done.outcome.stderr_tail = f.tail;
+        done.outcome.reasons = reasons.iter().map(ToString::to_string).collect();
+        if f.cancelled {
+            done.outcome.status = StageStatus::Cancelled;
+            done.outcome.error = None;
+        }
+        return done;
+    }
+    let commit_ctx = ctx.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        commit(&commit_ctx, i, &key, &inputs, reasons, duration_ms, started)
+    })
+    .await;
+    match committed {
+        Ok(done) => done,
+        Err(e) => failed(i, &name, None, format!("stage `{name}`: {e}"), started),
+    }
+}
+
+/// Stores the outputs of a command that succeeded and records the result under its key.
+fn commit(
+    ctx: &Ctx,
+    i: usize,
+    key: &str,
+    inputs: &BTreeMap<String, Artifact>,
+    reasons: Vec<Reason>,
+    duration_ms: u64,
+    started: Instant,
+) -> Finished {
+    let stage = ctx.plan.stage(i);
+    let name = &stage.name;
+    let mut outputs = BTreeMap::new();
+    for (out, path) in &stage.outputs {
+        match ctx.store.put_path(Path::new(path)) {
+            Ok(a) => {
+                outputs.insert(out.clone(), a);
+            }
+            Err(StoreError::NotFound { .. }) => {
+                return failed(
+                    i,
+                    name,
+                    Some(key.to_owned()),
+                    format!("stage `{name}` did not write its output `{out}` ({path})"),
+                    started,
+                );
+            }
+            Err(e) => {
+                return failed(
+                    i,
+                    name,
+                    Some(key.to_owned()),
+                    format!("stage `{name}`: cannot store output `{out}`: {e}"),
+                    started,
+                );
+            }
+        }
+    }
+    if let Some(expected) = ctx.options.expect.as_ref().and_then(|l| l.stages.get(name)) {
+        for (out, a) in &outputs {
+            let want = expected.outputs.get(out).map(|l| l.digest.as_str());
+            if want != Some(a.digest.hex().as_str()) {
+                let mut done = failed(
+                    i,
+                    name,
+                    Some(key.to_owned()),
+                    format!(
+                        "stage `{name}`: output `{out}` differs from the lockfile (expected {}, got {})",
+                        want.map_or("nothing", |w| &w[..w.len().min(12)]),
+                        a.digest.short()
+                    ),
+                    started,
+                );
+                done.mismatch = Some(out.clone());
+                return done;
+            }
+        }
+    }
+    let record = StageRecord {
+        outputs: outputs.clone(),
+        duration_ms: Some(duration_ms),
+    };
+    let digest: Digest = digest_or(key);
+    if let Err(e) = ctx.store.put_record(&digest, &record) {
+        return failed(
+            i,
+            name,
+            Some(key.to_owned()),
+            format!("stage `{name}`: {e}"),
+            started,
+        );
+    }
+    let mut outcome = StageOutcome::new(name, StageStatus::Ran);
+    outcome.key = Some(key.to_owned());
+    outcome.duration_ms = millis(started);
+    outcome.device = Some(DEVICE.to_owned());
+    outcome.reasons = reasons.iter().map(ToString::to_string).collect();
+    let locked = locked_stage(stage, key, inputs, &outputs, DEVICE, duration_ms);
+    Finished {
+        index: i,
+        outcome,
+        locked: Some(locked),
+        outputs,
+        mismatch: None,
+    }
+}

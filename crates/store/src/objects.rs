@@ -1,0 +1,151 @@
+//! The object directory, `.sluice/objects/ab/cdef…`: immutable files named by the digest of their
+//! bytes.
+//!
+//! An object is written under `.sluice/tmp`, made read-only (0444), then renamed into place, so no
+//! half-written object ever carries a real name; writing one that exists is a no-op. This module
+//! moves bytes; it must not hash them (the caller knows the digest) nor decide what is reachable.
+
+use std::fs::{self, Metadata};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::digest::Digest;
+use crate::disk::{fan_out_dirs, set_mode};
+use crate::error::StoreError;
+use crate::stat_cache::Stamp;
+
+#[derive(Debug)]
+pub(crate) struct Objects {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Objects {
+    pub(crate) fn new(root: PathBuf, tmp: PathBuf) -> Objects {
+        Objects { root, tmp }
+    }
+
+    pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join(&hex[..2]).join(&hex[2..])
+    }
+
+    pub(crate) fn contains(&self, digest: &Digest) -> bool {
+        fs::symlink_metadata(self.path(digest)).is_ok_and(|meta| meta.is_file())
+    }
+
+    /// An object's bytes, unchecked.
+    pub(crate) fn read(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(digest);
+        fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::Missing { digest: *digest },
+            _ => StoreError::io(path)(e),
+        })
+    }
+
+    /// Stores `bytes` (which hash to `digest`) unless the object exists.
+    pub(crate) fn put_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.contains(digest) {
+            return Ok(());
+        }
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(bytes).map_err(StoreError::io(tmp.path()))?;
+        self.install(tmp, digest)
+    }
+
+    /// Copies the file at `src` (whose content hashes to `digest`, as of `src_meta`) into the store
+    /// unless the object exists. Returns the new object's metadata, whose mtime is the source's so
+    /// that its stamp is not racy. `shown` names the source in errors.
+    pub(crate) fn put_copy(
+        &self,
+        digest: &Digest,
+        src: &Path,
+        src_meta: &Metadata,
+        shown: &Path,
+    ) -> Result<Option<Metadata>, StoreError> {
+        if self.contains(digest) {
+            return Ok(None);
+        }
+        let tmp = self.temp_file()?;
+        // `fs::copy` uses copy_file_range (or a reflink) where it can: the bytes need not pass through
+        // this process, and the hash was taken already.
+        fs::copy(src, tmp.path()).map_err(StoreError::io(src))?;
+        let after = fs::metadata(src).map_err(StoreError::io(src))?;
+        if Stamp::of(&after) != Stamp::of(src_meta) {
+            return Err(StoreError::Changed {
+                path: shown.to_path_buf(),
+            });
+        }
+        let mtime = src_meta.modified().map_err(StoreError::io(src))?;
+        tmp.as_file()
+            .set_modified(mtime)
+            .map_err(StoreError::io(tmp.path()))?;
+        self.install(tmp, digest)?;
+        let path = self.path(digest);
+        fs::metadata(&path).map(Some).map_err(StoreError::io(path))
+    }
+
+    /// Deletes an object, returning its size, or `None` when it was not there.
+    pub(crate) fn remove(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let path = self.path(digest);
+        let size = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(path)(e)),
+        };
+        #[cfg(not(unix))]
+        set_mode(&path, 0o644)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(Some(size)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(path)(e)),
+        }
+    }
+
+    /// Every object present with its size; stray files that are not named like objects are left out.
+    pub(crate) fn list(&self) -> Result<Vec<(Digest, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for (prefix, dir) in fan_out_dirs(&self.root)? {
+            for entry in fs::read_dir(&dir).map_err(StoreError::io(&dir))? {
+                let entry = entry.map_err(StoreError::io(&dir))?;
+                let Some(rest) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let Ok(digest) = format!("{prefix}{rest}").parse() else {
+                    continue;
+                };
+                let meta = entry.metadata().map_err(StoreError::io(entry.path()))?;
+                if meta.is_file() {
+                    out.push((digest, meta.len()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the `ab/` directories left empty (after a collection).
+    pub(crate) fn prune_empty_dirs(&self) -> Result<(), StoreError> {
+        for (_, dir) in fan_out_dirs(&self.root)? {
+            // Fails, harmlessly, on a directory that still holds objects.
+            let _ = fs::remove_dir(&dir);
+        }
+        Ok(())
+    }
+
+    fn temp_file(&self) -> Result<NamedTempFile, StoreError> {
+        NamedTempFile::new_in(&self.tmp).map_err(StoreError::io(&self.tmp))
+    }
+
+    fn install(&self, tmp: NamedTempFile, digest: &Digest) -> Result<(), StoreError> {
+        set_mode(tmp.path(), 0o444)?;
+        let path = self.path(digest);
+        let parent = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).map_err(StoreError::io(parent))?;
+        // Another writer may have installed the same object meanwhile: same bytes, either wins.
+        tmp.persist(&path)
+            .map_err(|e| StoreError::io(&path)(e.error))?;
+        Ok(())
+    }
+}
