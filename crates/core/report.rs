@@ -2,7 +2,7 @@
 //! or one JSON object on stdout with `--json`. Human output goes to stderr, machine output to
 //! stdout.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,6 +13,8 @@ use sluice_exec::{Observer, StageOutcome, StageStatus};
 pub struct Printer {
     width: usize,
     quiet: bool,
+    /// "running" lines only help someone watching a terminal.
+    live: bool,
     lock: Mutex<()>,
 }
 
@@ -21,6 +23,7 @@ impl Printer {
         Printer {
             width,
             quiet,
+            live: std::io::stderr().is_terminal(),
             lock: Mutex::new(()),
         }
     }
@@ -39,7 +42,7 @@ pub fn human_duration(ms: u64) -> String {
 
 impl Observer for Printer {
     fn started(&self, stage: &str) {
-        if self.quiet {
+        if self.quiet || !self.live {
             return;
         }
         let _guard = self.lock.lock();
@@ -53,7 +56,12 @@ impl Observer for Printer {
         let _guard = self.lock.lock();
         let mut err = std::io::stderr().lock();
         let detail = match o.status {
-            StageStatus::Ran => human_duration(o.duration_ms),
+            StageStatus::Ran if o.reasons.is_empty() => human_duration(o.duration_ms),
+            StageStatus::Ran => format!(
+                "{:<7} {}",
+                human_duration(o.duration_ms),
+                o.reasons.join("; ")
+            ),
             StageStatus::Cached if !o.reasons.is_empty() => o.reasons.join("; "),
             StageStatus::Cached => String::new(),
             StageStatus::Failed => o.error.clone().unwrap_or_default(),

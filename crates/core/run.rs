@@ -127,7 +127,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             return Ok(exit::OK);
         }
         let projected = report.projected_lockfile(&loaded.plan, previous.as_ref());
-        if projected.as_ref() != previous.as_ref() {
+        if !report.is_fresh() || projected.as_ref() != previous.as_ref() {
             let mut why = Vec::new();
             for s in report
                 .stages

@@ -15,6 +15,8 @@ struct Json<'a> {
     workflow: &'a str,
     up_to_date: bool,
     stages: &'a [StageState],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hashed: Option<sluice_store::HashStats>,
 }
 
 pub fn status(args: StatusArgs) -> Result<u8> {
@@ -28,6 +30,7 @@ pub fn status(args: StatusArgs) -> Result<u8> {
             workflow: &loaded.plan.workflow.name,
             up_to_date: report.is_fresh(),
             stages: &report.stages,
+            hashed: Some(store.hash_stats()),
         });
         return Ok(exit::OK);
     }
@@ -64,6 +67,7 @@ pub fn print_plan(loaded: &Loaded, report: &StatusReport, json: bool) {
             workflow: &loaded.plan.workflow.name,
             up_to_date: report.is_fresh(),
             stages: &report.stages,
+            hashed: None,
         });
         return;
     }

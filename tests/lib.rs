@@ -1,0 +1,10 @@
+//! Integration tests: each one drives the real `sluice` binary in a temporary workspace.
+
+mod support;
+
+mod cache;
+mod cli;
+mod errors;
+mod failures;
+mod robustness;
+mod schema;

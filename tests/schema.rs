@@ -1,0 +1,71 @@
+//! The committed JSON Schema is what `sluice schema` prints, and every bundled pipeline
+//! validates against it.
+
+use std::path::Path;
+
+use crate::support::Test;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn committed_schema_is_up_to_date() {
+    let printed = Test::new().sluice(&["schema"]).ok().stdout;
+    let committed =
+        std::fs::read_to_string(repo().join("schemas/pipeline.schema.json")).unwrap_or_default();
+    assert!(
+        printed == committed,
+        "schemas/pipeline.schema.json is stale: regenerate it with `cargo run -- schema > schemas/pipeline.schema.json`"
+    );
+}
+
+#[test]
+fn every_bundled_pipeline_validates_against_the_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schemas/pipeline.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo().join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let doc: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{e} at {}", e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        // And sluice itself accepts it.
+        let out = std::process::Command::new(crate::support::BIN)
+            .args(["validate", path.to_str().unwrap()])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seen += 1;
+    }
+    assert!(seen > 0, "no pipelines found");
+}
+
+#[test]
+fn the_schema_rejects_what_sluice_rejects() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&Test::new().sluice(&["schema"]).ok().stdout).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let bad: serde_json::Value =
+        serde_yaml::from_str("version: 1\nname: x\nstages:\n  a:\n    rnu: x\n").unwrap();
+    assert!(!validator.is_valid(&bad));
+    let good: serde_json::Value =
+        serde_yaml::from_str("version: 1\nname: x\nstages:\n  a:\n    run: x\n").unwrap();
+    assert!(validator.is_valid(&good));
+}
