@@ -69,3 +69,13 @@ fn the_schema_rejects_what_sluice_rejects() {
         serde_yaml::from_str("version: 1\nname: x\nstages:\n  a:\n    run: x\n").unwrap();
     assert!(validator.is_valid(&good));
 }
+
+#[test]
+fn the_readme_example_workflow_is_valid() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let t = Test::new();
+    t.workflow(&readme[start..end]);
+    t.sluice(&["validate", "wf.yaml"]).ok();
+}
