@@ -225,3 +225,46 @@ fn independent_stages_run_in_parallel() {
         .fold(f64::MAX, f64::min);
     assert!(latest_start < earliest_end, "all four overlapped");
 }
+
+/// Copies a directory of the repository into the test workspace.
+fn copy_from_repo(t: &Test, rel: &str) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&src)
+        .arg(t.path(rel))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn the_quickstart_runs_and_then_comes_from_the_cache() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: the quickstart's stages need python3");
+        return;
+    }
+    let t = Test::new();
+    for dir in ["pipelines", "scripts", "data"] {
+        copy_from_repo(&t, dir);
+    }
+    let _ = std::fs::remove_file(t.path("pipelines/quickstart.lock"));
+    let r = t.sluice(&["run", "--json"]).ok();
+    assert!(r.statuses().iter().all(|(_, s)| s == "ran"), "{}", r.stdout);
+    let report = t.read("reports/quickstart.md");
+    assert!(report.contains("| rows in | 3460 |"), "{report}");
+    assert!(report.contains("| dropped duplicate |"), "{report}");
+    let r = t.sluice(&["run", "--json"]).ok();
+    assert!(
+        r.statuses().iter().all(|(_, s)| s == "cached"),
+        "{}",
+        r.stdout
+    );
+    let r = t.sluice(&["run", "--json", "-p", "min_chars=30"]).ok();
+    assert_eq!(r.status_of("collect"), "cached");
+    assert_eq!(r.status_of("clean"), "ran");
+}

@@ -16,6 +16,7 @@ pub const FORMAT_VERSION: u32 = 1;
 #[schemars(title = "sluice workflow")]
 pub struct Workflow {
     /// Format version of this file. Always `1`.
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     /// Name of the workflow, shown in summaries and recorded in the lockfile.
     pub name: String,
