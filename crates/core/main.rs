@@ -42,10 +42,19 @@ struct Validated<'a> {
     stages: usize,
 }
 
-async fn dispatch(command: Command) -> Result<u8> {
+/// Runs an async command on a tokio runtime (only `run` and `repro` need one).
+fn block_on(future: impl std::future::Future<Output = Result<u8>>) -> Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(future)
+}
+
+fn dispatch(command: Command) -> Result<u8> {
     match command {
-        Command::Run(args) => run::run(args).await,
-        Command::Repro(args) => run::repro(args).await,
+        Command::Run(args) => block_on(run::run(args)),
+        Command::Repro(args) => block_on(run::repro(args)),
         Command::Status(args) => status::status(args),
         Command::Dag(args) => {
             let loaded = workspace::load(args.workflow.file.as_deref(), &args.workflow.params)?;
@@ -78,17 +87,7 @@ async fn dispatch(command: Command) -> Result<u8> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILED);
-        }
-    };
-    match runtime.block_on(dispatch(cli.command)) {
+    match dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             match e.downcast_ref::<Failure>() {

@@ -69,14 +69,37 @@ impl Tail {
     }
 }
 
+/// The stage's log file, created at the first line (most stages print nothing, and on some
+/// file systems every new file costs a millisecond).
+struct Log {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    failed: bool,
+}
+
+impl Log {
+    fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        if self.file.is_none() && !self.failed {
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            self.file = std::fs::File::create(&self.path).ok();
+            self.failed = self.file.is_none();
+        }
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.write_all(bytes);
+        }
+    }
+}
+
 async fn pump(
     reader: impl AsyncRead + Unpin,
     stage: String,
-    log: Arc<Mutex<Option<std::fs::File>>>,
+    log: Arc<Mutex<Log>>,
     tail: Arc<Tail>,
     observer: Option<Arc<dyn Observer>>,
 ) {
-    use std::io::Write;
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
     loop {
@@ -84,9 +107,7 @@ async fn pump(
         match reader.read_until(b'\n', &mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {
-                if let Some(f) = log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                    let _ = f.write_all(&buf);
-                }
+                log.lock().unwrap_or_else(|e| e.into_inner()).write(&buf);
                 let line = String::from_utf8_lossy(&buf)
                     .trim_end_matches(['\n', '\r'])
                     .to_owned();
@@ -114,10 +135,13 @@ pub async fn run_command(
         tail: Vec::new(),
         cancelled: false,
     };
-    if let Some(dir) = log_path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let log = Arc::new(Mutex::new(std::fs::File::create(log_path).ok()));
+    // An old log would describe another run.
+    let _ = std::fs::remove_file(log_path);
+    let log = Arc::new(Mutex::new(Log {
+        path: log_path.to_path_buf(),
+        file: None,
+        failed: false,
+    }));
     let mut child = spawn_shell(command, workspace, env)
         .map_err(|e| fail(format!("cannot start `sh`: {e}")))?;
     let pid = child.id();

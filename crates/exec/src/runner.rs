@@ -91,6 +91,53 @@ struct Finished {
     mismatch: Option<String>,
 }
 
+/// The scheduler's bookkeeping.
+struct State {
+    plan: Arc<Plan>,
+    keep_going: bool,
+    observer: Arc<dyn Observer>,
+    in_run: BTreeSet<usize>,
+    /// Plan position of each stage in the run: ready stages start in this order.
+    position: BTreeMap<usize, usize>,
+    /// Upstream stages not finished yet, per stage.
+    waiting: Vec<usize>,
+    ready: BTreeSet<(usize, usize)>,
+    produced: Produced,
+    results: BTreeMap<usize, Finished>,
+    stopped: bool,
+    mismatch: Option<(String, String)>,
+}
+
+impl State {
+    /// Records a finished stage and makes its dependents ready (or stops the run).
+    fn finish(&mut self, done: Finished) {
+        let ok = matches!(done.outcome.status, StageStatus::Ran | StageStatus::Cached);
+        self.observer.finished(&done.outcome);
+        if let Some(out) = &done.mismatch
+            && self.mismatch.is_none()
+        {
+            self.mismatch = Some((done.outcome.name.clone(), out.clone()));
+        }
+        if ok {
+            let name = &self.plan.stage(done.index).name;
+            for (o, a) in &done.outputs {
+                self.produced.insert((name.clone(), o.clone()), *a);
+            }
+            for d in self.plan.downstream(done.index) {
+                if self.in_run.contains(&d) {
+                    self.waiting[d] -= 1;
+                    if self.waiting[d] == 0 {
+                        self.ready.insert((self.position[&d], d));
+                    }
+                }
+            }
+        } else if !self.keep_going || done.outcome.status == StageStatus::Cancelled {
+            self.stopped = true;
+        }
+        self.results.insert(done.index, done);
+    }
+}
+
 /// The device every stage runs on until the scheduler places stages on GPUs.
 const DEVICE: &str = "cpu";
 
@@ -111,7 +158,7 @@ pub async fn run(
     let in_run: BTreeSet<usize> = selected.iter().copied().collect();
     let position: BTreeMap<usize, usize> =
         selected.iter().enumerate().map(|(p, &i)| (i, p)).collect();
-    let mut waiting: Vec<usize> = (0..n)
+    let waiting: Vec<usize> = (0..n)
         .map(|i| {
             plan.upstream(i)
                 .into_iter()
@@ -119,7 +166,7 @@ pub async fn run(
                 .count()
         })
         .collect();
-    let mut ready: BTreeSet<(usize, usize)> = selected
+    let ready: BTreeSet<(usize, usize)> = selected
         .iter()
         .filter(|&&i| waiting[i] == 0)
         .map(|&i| (position[&i], i))
@@ -132,70 +179,74 @@ pub async fn run(
         options,
         observer,
     });
-    let mut produced: Produced = BTreeMap::new();
-    let mut results: BTreeMap<usize, Finished> = BTreeMap::new();
+    let mut state = State {
+        plan: plan.clone(),
+        keep_going: ctx.options.keep_going,
+        observer: ctx.observer.clone(),
+        in_run,
+        position,
+        waiting,
+        ready,
+        produced: BTreeMap::new(),
+        results: BTreeMap::new(),
+        stopped: false,
+        mismatch: None,
+    };
     let mut running: JoinSet<Finished> = JoinSet::new();
-    let mut stopped = false;
     let mut cancelled = false;
-    let mut mismatch = None;
     let mut cancel_watch = cancel.clone();
 
     loop {
-        while !stopped && running.len() < jobs {
-            let Some((_, i)) = ready.pop_first() else {
+        while !state.stopped && running.len() < jobs && !*cancel.borrow() {
+            let Some((_, i)) = state.ready.pop_first() else {
                 break;
             };
-            let inputs: Produced = produced.clone();
-            running.spawn(stage_task(ctx.clone(), i, inputs, cancel.clone()));
+            // Hashing inputs and consulting the cache is quick when the stat cache answers, so it
+            // happens right here: a fully cached run never leaves this loop (no thread hops).
+            let started = Instant::now();
+            match prepare(&ctx, i, &state.produced, started) {
+                Prepared::Done(done) => state.finish(*done),
+                Prepared::Run {
+                    key,
+                    inputs,
+                    reasons,
+                } => {
+                    running.spawn(execute(
+                        ctx.clone(),
+                        i,
+                        key,
+                        inputs,
+                        reasons,
+                        started,
+                        cancel.clone(),
+                    ));
+                }
+            }
         }
         if running.is_empty() {
             break;
         }
         tokio::select! {
             joined = running.join_next() => {
-                let Some(joined) = joined else { break };
-                let done = match joined {
-                    Ok(done) => done,
-                    Err(e) => {
+                match joined {
+                    Some(Ok(done)) => state.finish(done),
+                    Some(Err(e)) => {
                         // A panicking stage task must not take the run down with it.
-                        stopped = true;
+                        state.stopped = true;
                         tracing::error!("stage task failed: {e}");
-                        continue;
                     }
-                };
-                let ok = matches!(done.outcome.status, StageStatus::Ran | StageStatus::Cached);
-                ctx.observer.finished(&done.outcome);
-                if let Some(out) = &done.mismatch
-                    && mismatch.is_none()
-                {
-                    mismatch = Some((done.outcome.name.clone(), out.clone()));
+                    None => break,
                 }
-                if ok {
-                    let name = &plan.stage(done.index).name;
-                    for (o, a) in &done.outputs {
-                        produced.insert((name.clone(), o.clone()), *a);
-                    }
-                    for d in plan.downstream(done.index) {
-                        if in_run.contains(&d) {
-                            waiting[d] -= 1;
-                            if waiting[d] == 0 {
-                                ready.insert((position[&d], d));
-                            }
-                        }
-                    }
-                } else if !ctx.options.keep_going
-                    || done.outcome.status == StageStatus::Cancelled
-                {
-                    stopped = true;
-                }
-                results.insert(done.index, done);
             }
             _ = cancel_watch.wait_for(|c| *c), if !cancelled => {
                 cancelled = true;
-                stopped = true;
+                state.stopped = true;
             }
         }
     }
+    let State {
+        results, mismatch, ..
+    } = state;
     if *cancel.borrow() {
         cancelled = true;
     }
@@ -490,26 +541,17 @@ fn corrupt(
     }
 }
 
-async fn stage_task(
+/// Runs a stage's command and stores its outputs.
+async fn execute(
     ctx: Arc<Ctx>,
     i: usize,
-    produced: Produced,
+    key: String,
+    inputs: BTreeMap<String, Artifact>,
+    reasons: Vec<Reason>,
+    started: Instant,
     cancel: watch::Receiver<bool>,
 ) -> Finished {
-    let started = Instant::now();
-    let prep_ctx = ctx.clone();
-    let prepared =
-        tokio::task::spawn_blocking(move || prepare(&prep_ctx, i, &produced, started)).await;
     let name = ctx.plan.stage(i).name.clone();
-    let (key, inputs, reasons) = match prepared {
-        Ok(Prepared::Done(done)) => return *done,
-        Ok(Prepared::Run {
-            key,
-            inputs,
-            reasons,
-        }) => (key, inputs, reasons),
-        Err(e) => return failed(i, &name, None, format!("stage `{name}`: {e}"), started),
-    };
     let stage = ctx.plan.stage(i);
     let workspace = ctx.store.workspace().to_path_buf();
     if let Err(e) = prepare_outputs(&workspace, &stage.outputs) {

@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use crate::artifact::{Artifact, ArtifactKind};
 use crate::digest::Digest;
-use crate::disk::remove_if_present;
 use crate::error::StoreError;
 use crate::store::{Store, object_key};
 use crate::tree::{EntryMode, Tree};
@@ -56,9 +55,9 @@ impl Store {
         }
         self.objects.prune_empty_dirs()?;
 
-        for (key, path) in self.records.list()? {
+        for key in self.records.list()? {
             if !live_keys.contains(&key) {
-                remove_if_present(&path)?;
+                self.records.remove(&key)?;
                 report.records_removed += 1;
             }
         }

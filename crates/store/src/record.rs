@@ -1,20 +1,21 @@
-//! Stage records: what a stage produced for a given cache key, kept at
-//! `.sluice/records/ab/cdef….json`.
+//! Stage records: what a stage produced for a given cache key, kept in the `records` table of
+//! `.sluice/state.db` (key → JSON).
 //!
-//! A record is written to `.sluice/tmp` and renamed into place, so a reader sees a whole record or
-//! none. A record that cannot be parsed is deleted and reads as absent: a crash or a stray edit must
-//! never wedge the cache. This module knows nothing about what a key is made of.
+//! A row is written in one SQLite transaction (WAL), so a reader sees a whole record or none, and a
+//! crash never leaves half of one; unlike a file per record, writing one costs no new inode. A
+//! record that cannot be parsed is deleted and reads as absent: a crash or a stray edit must never
+//! wedge the cache. This module knows nothing about what a key is made of.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::Artifact;
 use crate::digest::Digest;
-use crate::disk::{fan_out_dirs, remove_if_present};
 use crate::error::StoreError;
 
 /// What a stage run produced.
@@ -27,81 +28,98 @@ pub struct StageRecord {
     pub duration_ms: Option<u64>,
 }
 
-/// The records directory.
-#[derive(Debug)]
+/// The records table.
 pub(crate) struct Records {
-    root: PathBuf,
-    tmp: PathBuf,
+    db: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records").finish_non_exhaustive()
+    }
 }
 
 impl Records {
-    pub(crate) fn new(root: PathBuf, tmp: PathBuf) -> Records {
-        Records { root, tmp }
+    /// Opens the table in the database at `path` (which the stat cache has already opened and
+    /// repaired if needed), creating it if missing.
+    pub(crate) fn open(path: &Path) -> Result<Records, StoreError> {
+        let db = Connection::open(path)?;
+        db.busy_timeout(Duration::from_secs(10))?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS records (
+                 key BLOB PRIMARY KEY NOT NULL,
+                 record TEXT NOT NULL
+             ) WITHOUT ROWID;",
+        )?;
+        Ok(Records { db: Mutex::new(db) })
     }
 
-    pub(crate) fn path(&self, key: &Digest) -> PathBuf {
-        let hex = key.hex();
-        self.root
-            .join(&hex[..2])
-            .join(format!("{}.json", &hex[2..]))
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn read(&self, key: &Digest) -> Result<Option<StageRecord>, StoreError> {
-        let path = self.path(key);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io(path)(e)),
+        let db = self.db();
+        let text: Option<String> = db
+            .query_row(
+                "SELECT record FROM records WHERE key = ?1",
+                params![&key.as_bytes()[..]],
+                |row| row.get(0),
+            )
+            .optional()
+            .or_else(|e| match e {
+                // A value that is not text is as good as garbage.
+                rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::InvalidColumnType(..) => Ok(Some(String::new())),
+                e => Err(e),
+            })?;
+        let Some(text) = text else {
+            return Ok(None);
         };
-        match serde_json::from_slice(&bytes) {
+        match serde_json::from_str(&text) {
             Ok(record) => Ok(Some(record)),
             Err(_) => {
                 // Unreadable records are dropped so that the stage simply runs again.
-                remove_if_present(&path)?;
+                db.execute(
+                    "DELETE FROM records WHERE key = ?1",
+                    params![&key.as_bytes()[..]],
+                )?;
                 Ok(None)
             }
         }
     }
 
     pub(crate) fn write(&self, key: &Digest, record: &StageRecord) -> Result<(), StoreError> {
-        let path = self.path(key);
-        let mut bytes =
-            serde_json::to_vec_pretty(record).map_err(|source| StoreError::BadRecord {
-                path: path.clone(),
-                source,
-            })?;
-        bytes.push(b'\n');
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(&self.tmp).map_err(StoreError::io(&self.tmp))?;
-        tmp.write_all(&bytes).map_err(StoreError::io(tmp.path()))?;
-        let parent = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(parent).map_err(StoreError::io(parent))?;
-        tmp.persist(&path)
-            .map_err(|e| StoreError::io(&path)(e.error))?;
+        let text = serde_json::to_string(record).map_err(|source| StoreError::BadRecord {
+            path: format!("record {}", key.short()).into(),
+            source,
+        })?;
+        self.db().execute(
+            "INSERT OR REPLACE INTO records (key, record) VALUES (?1, ?2)",
+            params![&key.as_bytes()[..], text],
+        )?;
         Ok(())
     }
 
     pub(crate) fn remove(&self, key: &Digest) -> Result<(), StoreError> {
-        remove_if_present(&self.path(key))
+        self.db().execute(
+            "DELETE FROM records WHERE key = ?1",
+            params![&key.as_bytes()[..]],
+        )?;
+        Ok(())
     }
 
-    /// Every record key present, with the record's path. Files that are not named like records are
-    /// left out (and left alone).
-    pub(crate) fn list(&self) -> Result<Vec<(Digest, PathBuf)>, StoreError> {
-        let mut out = Vec::new();
-        for (prefix, dir) in fan_out_dirs(&self.root)? {
-            for entry in fs::read_dir(&dir).map_err(StoreError::io(&dir))? {
-                let entry = entry.map_err(StoreError::io(&dir))?;
-                let name = entry.file_name();
-                let Some(rest) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-                    continue;
-                };
-                if let Ok(key) = format!("{prefix}{rest}").parse() {
-                    out.push((key, entry.path()));
-                }
-            }
-        }
-        Ok(out)
+    /// Every record key present. Rows whose key is not a digest are left out (and left alone).
+    pub(crate) fn list(&self) -> Result<Vec<Digest>, StoreError> {
+        let db = self.db();
+        let mut select = db.prepare("SELECT key FROM records")?;
+        let keys = select
+            .query_map([], |row| row.get::<_, Vec<u8>>(0))?
+            .filter_map(|k| k.ok().and_then(|k| <[u8; 32]>::try_from(k).ok()))
+            .map(Digest::from_bytes)
+            .collect();
+        Ok(keys)
     }
 }
 
@@ -112,8 +130,7 @@ mod tests {
 
     fn records() -> (tempfile::TempDir, Records) {
         let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("tmp")).unwrap();
-        let records = Records::new(dir.path().join("records"), dir.path().join("tmp"));
+        let records = Records::open(&dir.path().join("state.db")).unwrap();
         (dir, records)
     }
 
@@ -133,45 +150,47 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_and_is_diff_friendly() {
+    fn round_trips() {
         let (_dir, records) = records();
         let key = Digest::of_bytes(b"key");
         assert_eq!(records.read(&key).unwrap(), None);
         records.write(&key, &sample()).unwrap();
         assert_eq!(records.read(&key).unwrap(), Some(sample()));
-
-        let text = fs::read_to_string(records.path(&key)).unwrap();
-        assert!(text.ends_with("}\n"), "{text}");
-        assert!(text.contains("\"duration-ms\": 1234"), "{text}");
-        assert!(
-            text.find("\"data\"").unwrap() < text.find("\"model\"").unwrap(),
-            "{text}"
-        );
-        assert!(text.contains(&format!("\"digest\": \"{}\"", Digest::of_bytes(b"rows"))));
-
-        let bare = StageRecord::default();
-        records.write(&key, &bare).unwrap();
-        assert_eq!(
-            fs::read_to_string(records.path(&key)).unwrap(),
-            "{\n  \"outputs\": {}\n}\n"
-        );
-        assert_eq!(records.list().unwrap(), vec![(key, records.path(&key))]);
-
+        records.write(&key, &StageRecord::default()).unwrap();
+        assert_eq!(records.read(&key).unwrap(), Some(StageRecord::default()));
+        assert_eq!(records.list().unwrap(), vec![key]);
         records.remove(&key).unwrap();
         records.remove(&key).unwrap();
         assert_eq!(records.read(&key).unwrap(), None);
+        assert!(records.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Digest::of_bytes(b"key");
+        Records::open(&dir.path().join("state.db"))
+            .unwrap()
+            .write(&key, &sample())
+            .unwrap();
+        let again = Records::open(&dir.path().join("state.db")).unwrap();
+        assert_eq!(again.read(&key).unwrap(), Some(sample()));
     }
 
     #[test]
     fn unreadable_records_read_as_absent_and_are_removed() {
         let (_dir, records) = records();
         let key = Digest::of_bytes(b"key");
-        for garbage in [&b""[..], b"{", b"\0\xff", b"{\"outputs\": 3}", b"[]"] {
-            let path = records.path(&key);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(&path, garbage).unwrap();
+        for garbage in ["", "{", "{\"outputs\": 3}", "[]"] {
+            records
+                .db()
+                .execute(
+                    "INSERT OR REPLACE INTO records (key, record) VALUES (?1, ?2)",
+                    params![&key.as_bytes()[..], garbage],
+                )
+                .unwrap();
             assert_eq!(records.read(&key).unwrap(), None, "{garbage:?}");
-            assert!(!path.exists());
+            assert!(records.list().unwrap().is_empty());
         }
     }
 }

@@ -71,15 +71,14 @@ impl Store {
         }
         let dir = workspace.join(STORE_DIR);
         let objects = dir.join("objects");
-        let records = dir.join("records");
         let tmp = dir.join("tmp");
-        for path in [&dir, &objects, &records, &tmp] {
+        for path in [&dir, &objects, &tmp] {
             fs::create_dir_all(path).map_err(StoreError::io(path))?;
         }
         let stat = StatCache::open(&dir.join("state.db"))?;
         Ok(Store {
             objects: Objects::new(objects, tmp.clone()),
-            records: Records::new(records, tmp.clone()),
+            records: Records::open(&dir.join("state.db"))?,
             stat,
             workspace,
             dir,
