@@ -7,4 +7,5 @@ mod cli;
 mod errors;
 mod failures;
 mod robustness;
+mod scheduler;
 mod schema;

@@ -32,6 +32,38 @@ pub enum Command {
     Schema,
     /// Remove cached objects that no lockfile in the workspace references.
     Gc(GcArgs),
+    /// Print the device inventory that stages are placed on.
+    Devices(DevicesArgs),
+}
+
+/// How progress is shown on stderr.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum ProgressMode {
+    /// Live lines on a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// Live lines per running stage and an overall bar.
+    Live,
+    /// One line per event (for logs and CI).
+    Plain,
+}
+
+/// The devices stages may be placed on.
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// Devices to place GPU stages on instead of those nvidia-smi reports: `gpu:0=80GiB,gpu:1=80GiB`,
+    /// `gpu:0,gpu:1`, or `cpu` for none.
+    #[arg(long, env = "SLUICE_DEVICES", value_name = "LIST")]
+    pub devices: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    /// Print the inventory as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The workflow file and params, shared by every command that reads a workflow.
@@ -69,6 +101,11 @@ pub struct RunArgs {
     /// Show every line the stages' commands print.
     #[arg(long)]
     pub show_output: bool,
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    /// How to show progress on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +121,11 @@ pub struct StatusArgs {
 pub struct ReproArgs {
     /// The workflow file [default: pipelines/quickstart.yaml in the workspace root].
     pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    /// How to show progress on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
     /// Stages to run at once [default: number of cores].
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,

@@ -3,6 +3,7 @@
 
 mod cli;
 mod dag;
+mod devices;
 mod exit;
 mod gc;
 mod report;
@@ -81,6 +82,7 @@ fn dispatch(command: Command) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Gc(args) => gc::gc(args),
+        Command::Devices(args) => devices::devices(args),
     }
 }
 

@@ -13,9 +13,11 @@ use sluice_spec::ParamOverride;
 use sluice_store::{HashStats, Store};
 use tokio::sync::watch;
 
+use crate::cli::DeviceArgs;
 use crate::cli::{ReproArgs, RunArgs};
 use crate::exit;
-use crate::report::{Printer, human_duration, print_json, tally};
+use crate::exit::Failure;
+use crate::report::{human_duration, print_json, printer, tally};
 use crate::workspace::{Loaded, load};
 
 /// Opens the store of `root` and waits for the workspace lock.
@@ -83,6 +85,45 @@ struct Summary<'a> {
     lockfile: String,
 }
 
+/// The device inventory: `--devices` / `SLUICE_DEVICES` when given, else detected.
+pub fn inventory(args: &DeviceArgs) -> Result<sluice_exec::Inventory> {
+    match &args.devices {
+        Some(spec) => sluice_exec::Inventory::given(spec, "--devices")
+            .map_err(|e| anyhow::anyhow!("--devices / SLUICE_DEVICES: {e}")),
+        None => Ok(sluice_exec::Inventory::detect()),
+    }
+}
+
+/// Fails, naming each stage and what it asked for, if a stage can never be placed.
+fn check_placement(loaded: &Loaded, options: &RunOptions) -> Result<()> {
+    let problems = sluice_exec::check_placement(&loaded.plan, options);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let wf = &loaded.plan.workflow;
+    let errors = problems
+        .into_iter()
+        .map(|p| {
+            let pos = wf
+                .stage(&p.stage)
+                .map(|s| if s.needs.pos.line > 0 { s.needs.pos } else { s.pos })
+                .unwrap_or_default();
+            sluice_spec::SpecError::new(
+                &wf.file,
+                pos,
+                format!("stage `{}` can never run on this machine: {}", p.stage, p.reason),
+            )
+            .with_hint(format!(
+                "the inventory ({}: {}) comes from nvidia-smi or --devices / SLUICE_DEVICES; `fallback: cpu` runs a GPU stage on the CPU when there is no GPU",
+                options.inventory.source,
+                options.inventory.gpu_list()
+            ))
+            .with_source(&wf.source)
+        })
+        .collect();
+    Err(Failure::Spec(sluice_spec::SpecErrors(errors)).into())
+}
+
 fn width(loaded: &Loaded) -> usize {
     loaded
         .plan
@@ -116,6 +157,15 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             })
         })
         .collect::<Result<Vec<usize>>>()?;
+    let options = RunOptions {
+        jobs: args.jobs.unwrap_or_else(default_jobs),
+        keep_going: args.keep_going,
+        targets: (!targets.is_empty()).then_some(targets),
+        stream_output: args.show_output,
+        inventory: inventory(&args.devices)?,
+        ..RunOptions::default_without_inventory()
+    };
+    check_placement(&loaded, &options)?;
     let (store, _lock) = open_locked(&loaded.root)?;
     let previous = read_lockfile(&loaded)?;
 
@@ -155,14 +205,16 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         }
     }
 
-    let options = RunOptions {
-        jobs: args.jobs.unwrap_or_else(default_jobs),
-        keep_going: args.keep_going,
-        targets: (!targets.is_empty()).then_some(targets),
-        stream_output: args.show_output,
-        ..RunOptions::default()
-    };
-    let printer = Arc::new(Printer::new(width(&loaded), args.json && !args.show_output));
+    let total = options
+        .targets
+        .as_ref()
+        .map_or(loaded.plan.stages().len(), |t| loaded.plan.closure(t).len());
+    let printer: Arc<dyn sluice_exec::Observer> = Arc::from(printer(
+        args.progress,
+        width(&loaded),
+        total,
+        args.json && !args.show_output,
+    ));
     if !args.json {
         eprintln!(
             "sluice: running {} ({} stages)",
@@ -264,8 +316,10 @@ pub async fn repro(args: ReproArgs) -> Result<u8> {
         jobs: args.jobs.unwrap_or_else(default_jobs),
         force: true,
         expect: Some(lock.clone()),
-        ..RunOptions::default()
+        inventory: inventory(&args.devices)?,
+        ..RunOptions::default_without_inventory()
     };
+    check_placement(&loaded, &options)?;
     if !args.json {
         eprintln!(
             "sluice: reproducing {} from {}",
@@ -273,7 +327,12 @@ pub async fn repro(args: ReproArgs) -> Result<u8> {
             loaded.lock_shown().display()
         );
     }
-    let printer = Arc::new(Printer::new(width(&loaded), args.json));
+    let printer: Arc<dyn sluice_exec::Observer> = Arc::from(printer(
+        args.progress,
+        width(&loaded),
+        loaded.plan.stages().len(),
+        args.json,
+    ));
     let plan = Arc::new(loaded.plan);
     let report = sluice_exec::run(
         plan.clone(),

@@ -93,12 +93,16 @@ impl Log {
     }
 }
 
+/// What a command prints on stdout to report progress: `sluice-progress: step 10/100 loss 0.53`.
+pub const PROGRESS_PREFIX: &str = "sluice-progress:";
+
 async fn pump(
     reader: impl AsyncRead + Unpin,
     stage: String,
     log: Arc<Mutex<Log>>,
     tail: Arc<Tail>,
-    observer: Option<Arc<dyn Observer>>,
+    observer: Arc<dyn Observer>,
+    stream: bool,
 ) {
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
@@ -111,8 +115,10 @@ async fn pump(
                 let line = String::from_utf8_lossy(&buf)
                     .trim_end_matches(['\n', '\r'])
                     .to_owned();
-                if let Some(o) = &observer {
-                    o.output(&stage, &line);
+                if let Some(message) = line.strip_prefix(PROGRESS_PREFIX) {
+                    observer.progress(&stage, message.trim());
+                } else if stream {
+                    observer.output(&stage, &line);
                 }
                 tail.push(line);
             }
@@ -121,13 +127,16 @@ async fn pump(
 }
 
 /// Runs `command` for `stage` in `workspace`; Ok when it exits with status 0.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_command(
     workspace: &Path,
     log_path: &Path,
     stage: &str,
     command: &str,
     env: &BTreeMap<String, String>,
-    observer: Option<Arc<dyn Observer>>,
+    observer: Arc<dyn Observer>,
+    stream: bool,
+    timeout: Option<Duration>,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<(), CommandFailure> {
     let fail = |error: String| CommandFailure {
@@ -157,6 +166,7 @@ pub async fn run_command(
             log.clone(),
             out_tail.clone(),
             observer.clone(),
+            stream,
         )));
     }
     if let Some(s) = stderr {
@@ -166,13 +176,38 @@ pub async fn run_command(
             log.clone(),
             err_tail.clone(),
             observer.clone(),
+            stream,
         )));
     }
     let cancelled = async {
         let _ = cancel.wait_for(|c| *c).await;
     };
+    let timed_out = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
     let status = tokio::select! {
         status = child.wait() => status,
+        () = timed_out => {
+            if let Some(pid) = pid {
+                signal_group(pid, libc::SIGTERM);
+                if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+                    signal_group(pid, libc::SIGKILL);
+                    let _ = child.wait().await;
+                }
+            }
+            for p in pumps {
+                p.abort();
+            }
+            let limit = timeout.map(|t| sluice_plan::Span(t).to_string()).unwrap_or_default();
+            return Err(CommandFailure {
+                error: format!("timed out after {limit}"),
+                tail: err_tail.take(),
+                cancelled: false,
+            });
+        }
         () = cancelled => {
             if let Some(pid) = pid {
                 signal_group(pid, libc::SIGTERM);

@@ -6,16 +6,21 @@
 mod artifacts;
 mod cache;
 mod command;
+mod devices;
 mod observer;
 mod outcome;
+mod placement;
 mod process;
 mod reason;
 mod runner;
 mod status;
 
 pub use artifacts::{from_locked, kind_name};
+pub use command::PROGRESS_PREFIX;
+pub use devices::{Gpu, Inventory, parse_devices};
 pub use observer::{Observer, Silent};
 pub use outcome::{StageOutcome, StageStatus};
+pub use placement::Grant;
 pub use reason::Reason;
-pub use runner::{RunOptions, RunReport, run};
+pub use runner::{RunOptions, RunReport, Unplaceable, check_placement, run};
 pub use status::{Freshness, StageState, StatusReport, status};

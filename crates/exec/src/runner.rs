@@ -19,8 +19,10 @@ use crate::cache::{
     CacheCheck, InputError, Produced, check_cache, hash_inputs, input_view, key_of,
 };
 use crate::command::{prepare_outputs, run_command};
+use crate::devices::Inventory;
 use crate::observer::Observer;
 use crate::outcome::{StageOutcome, StageStatus};
+use crate::placement::{Grant, Pool};
 use crate::reason::{Reason, diff};
 
 /// How to run.
@@ -38,10 +40,23 @@ pub struct RunOptions {
     pub stream_output: bool,
     /// Run only these stages and what they depend on.
     pub targets: Option<Vec<usize>>,
+    /// The devices stages are placed on.
+    pub inventory: Inventory,
 }
 
 impl Default for RunOptions {
+    /// Options with the detected device inventory.
     fn default() -> RunOptions {
+        RunOptions {
+            inventory: Inventory::detect(),
+            ..RunOptions::default_without_inventory()
+        }
+    }
+}
+
+impl RunOptions {
+    /// Options with an inventory of no GPUs (detecting runs `nvidia-smi`).
+    pub fn default_without_inventory() -> RunOptions {
         RunOptions {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             keep_going: false,
@@ -49,6 +64,12 @@ impl Default for RunOptions {
             expect: None,
             stream_output: false,
             targets: None,
+            inventory: Inventory {
+                cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                memory: None,
+                gpus: Vec::new(),
+                source: "none".to_owned(),
+            },
         }
     }
 }
@@ -85,6 +106,8 @@ struct Ctx {
 
 struct Finished {
     index: usize,
+    /// What the stage held while it ran, to give back.
+    grant: Option<Grant>,
     outcome: StageOutcome,
     locked: Option<LockedStage>,
     outputs: BTreeMap<String, Artifact>,
@@ -138,8 +161,41 @@ impl State {
     }
 }
 
-/// The device every stage runs on until the scheduler places stages on GPUs.
-const DEVICE: &str = "cpu";
+/// A stage that must run, waiting for its resources.
+struct Pending {
+    key: String,
+    inputs: BTreeMap<String, Artifact>,
+    reasons: Vec<Reason>,
+    started: Instant,
+}
+
+/// A stage that can never be placed on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unplaceable {
+    pub stage: String,
+    pub reason: String,
+}
+
+/// Every selected stage whose resources this machine can never provide.
+pub fn check_placement(plan: &Plan, options: &RunOptions) -> Vec<Unplaceable> {
+    let pool = Pool::new(options.jobs, &options.inventory);
+    let selected = match &options.targets {
+        Some(t) => plan.closure(t),
+        None => plan.order().to_vec(),
+    };
+    selected
+        .into_iter()
+        .filter_map(|i| {
+            let stage = plan.stage(i);
+            pool.feasible(&stage.needs, &options.inventory)
+                .err()
+                .map(|reason| Unplaceable {
+                    stage: stage.name.clone(),
+                    reason,
+                })
+        })
+        .collect()
+}
 
 /// Runs the plan.
 pub async fn run(
@@ -195,10 +251,12 @@ pub async fn run(
     let mut running: JoinSet<Finished> = JoinSet::new();
     let mut cancelled = false;
     let mut cancel_watch = cancel.clone();
+    let mut pool = Pool::new(jobs, &ctx.options.inventory);
+    let mut pending: BTreeMap<(usize, usize), Pending> = BTreeMap::new();
 
     loop {
-        while !state.stopped && running.len() < jobs && !*cancel.borrow() {
-            let Some((_, i)) = state.ready.pop_first() else {
+        while !state.stopped && !*cancel.borrow() {
+            let Some((p, i)) = state.ready.pop_first() else {
                 break;
             };
             // Hashing inputs and consulting the cache is quick when the stat cache answers, so it
@@ -211,15 +269,40 @@ pub async fn run(
                     inputs,
                     reasons,
                 } => {
-                    running.spawn(execute(
-                        ctx.clone(),
-                        i,
-                        key,
-                        inputs,
-                        reasons,
-                        started,
-                        cancel.clone(),
-                    ));
+                    if let Err(reason) = pool.feasible(&plan.stage(i).needs, &ctx.options.inventory)
+                    {
+                        let name = &plan.stage(i).name;
+                        state.finish(failed(
+                            i,
+                            name,
+                            Some(key),
+                            format!("stage `{name}` can never run here: {reason}"),
+                            started,
+                        ));
+                        continue;
+                    }
+                    pending.insert(
+                        (p, i),
+                        Pending {
+                            key,
+                            inputs,
+                            reasons,
+                            started,
+                        },
+                    );
+                }
+            }
+        }
+        // Start what fits, in plan order; a stage that does not fit yet lets smaller ones pass.
+        if !state.stopped && !*cancel.borrow() {
+            let waiting: Vec<(usize, usize)> = pending.keys().copied().collect();
+            for slot in waiting {
+                let i = slot.1;
+                let Some(grant) = pool.try_take(&plan.stage(i).needs) else {
+                    continue;
+                };
+                if let Some(p) = pending.remove(&slot) {
+                    running.spawn(execute(ctx.clone(), i, p, grant, cancel.clone()));
                 }
             }
         }
@@ -229,9 +312,15 @@ pub async fn run(
         tokio::select! {
             joined = running.join_next() => {
                 match joined {
-                    Some(Ok(done)) => state.finish(done),
+                    Some(Ok(done)) => {
+                        if let Some(g) = &done.grant {
+                            pool.give_back(g);
+                        }
+                        state.finish(done);
+                    }
                     Some(Err(e)) => {
-                        // A panicking stage task must not take the run down with it.
+                        // A panicking stage task must not take the run down with it; its
+                        // resources stay reserved, so stop starting new stages.
                         state.stopped = true;
                         tracing::error!("stage task failed: {e}");
                     }
@@ -346,6 +435,7 @@ fn failed(
     outcome.duration_ms = millis(started);
     Finished {
         index,
+        grant: None,
         outcome,
         locked: None,
         outputs: BTreeMap::new(),
@@ -420,25 +510,32 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
             ));
         }
     };
-    let cached =
-        |outputs: BTreeMap<String, Artifact>, record_ms: Option<u64>, reasons: Vec<Reason>| {
-            let duration = match previous {
-                Some(p) if p.key == key => p.duration_ms,
-                _ => record_ms.unwrap_or(0),
-            };
-            let locked = locked_stage(stage, &key, &inputs, &outputs, DEVICE, duration);
-            let mut outcome = StageOutcome::new(&stage.name, StageStatus::Cached);
-            outcome.key = Some(key.clone());
-            outcome.reasons = reasons.iter().map(ToString::to_string).collect();
-            outcome.duration_ms = millis(started);
-            Finished {
-                index: i,
-                outcome,
-                locked: Some(locked),
-                outputs,
-                mismatch: None,
-            }
+    let cached = |outputs: BTreeMap<String, Artifact>,
+                  record_ms: Option<u64>,
+                  record_device: Option<String>,
+                  reasons: Vec<Reason>| {
+        let duration = match previous {
+            Some(p) if p.key == key => p.duration_ms,
+            _ => record_ms.unwrap_or(0),
         };
+        let device = match previous {
+            Some(p) if p.key == key && !p.device.is_empty() => p.device.clone(),
+            _ => record_device.clone().unwrap_or_else(|| "cpu".to_owned()),
+        };
+        let locked = locked_stage(stage, &key, &inputs, &outputs, &device, duration);
+        let mut outcome = StageOutcome::new(&stage.name, StageStatus::Cached);
+        outcome.key = Some(key.clone());
+        outcome.reasons = reasons.iter().map(ToString::to_string).collect();
+        outcome.duration_ms = millis(started);
+        Finished {
+            index: i,
+            grant: None,
+            outcome,
+            locked: Some(locked),
+            outputs,
+            mismatch: None,
+        }
+    };
     match check {
         CacheCheck::Hit { record, restore } => {
             for reason in &restore {
@@ -469,7 +566,12 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
                     ));
                 }
             }
-            finish(cached(record.outputs.clone(), record.duration_ms, restore))
+            finish(cached(
+                record.outputs.clone(),
+                record.duration_ms,
+                record.device.clone(),
+                restore,
+            ))
         }
         CacheCheck::Adoptable { outputs } => {
             for (name, path) in &stage.outputs {
@@ -486,6 +588,7 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
             let record = StageRecord {
                 outputs: outputs.clone(),
                 duration_ms: previous.map(|p| p.duration_ms),
+                device: previous.map(|p| p.device.clone()).filter(|d| !d.is_empty()),
             };
             if let Err(e) = store.put_record(&digest, &record) {
                 return finish(failed(
@@ -496,7 +599,12 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
                     started,
                 ));
             }
-            finish(cached(outputs, record.duration_ms, Vec::new()))
+            finish(cached(
+                outputs,
+                record.duration_ms,
+                record.device.clone(),
+                Vec::new(),
+            ))
         }
         CacheCheck::Corrupt { object } => {
             corrupt(ctx, &stage.name, &object, &digest, key, inputs, previous)
@@ -541,41 +649,73 @@ fn corrupt(
     }
 }
 
-/// Runs a stage's command and stores its outputs.
+/// Runs a stage's command (again, up to `retries` times, while it fails) and stores its outputs.
 async fn execute(
     ctx: Arc<Ctx>,
     i: usize,
-    key: String,
-    inputs: BTreeMap<String, Artifact>,
-    reasons: Vec<Reason>,
-    started: Instant,
+    pending: Pending,
+    grant: Grant,
     cancel: watch::Receiver<bool>,
 ) -> Finished {
-    let name = ctx.plan.stage(i).name.clone();
+    let Pending {
+        key,
+        inputs,
+        reasons,
+        started,
+    } = pending;
     let stage = ctx.plan.stage(i);
+    let name = stage.name.clone();
+    let device = grant.device();
+    let with_grant = |mut done: Finished| {
+        done.grant = Some(grant.clone());
+        done
+    };
     let workspace = ctx.store.workspace().to_path_buf();
-    if let Err(e) = prepare_outputs(&workspace, &stage.outputs) {
-        return failed(i, &name, Some(key), format!("stage `{name}`: {e}"), started);
-    }
-    ctx.observer.started(&name);
     let mut env = stage.env.clone();
     env.insert("SLUICE_STAGE".into(), name.clone());
-    env.insert("SLUICE_DEVICE".into(), DEVICE.into());
+    env.insert("SLUICE_DEVICE".into(), device.clone());
+    if let Some(visible) = grant.cuda_visible_devices() {
+        env.insert("CUDA_VISIBLE_DEVICES".into(), visible);
+    }
     let log_path = ctx.store.dir().join("logs").join(format!("{name}.log"));
-    let observer = ctx.options.stream_output.then(|| ctx.observer.clone());
-    let run_started = Instant::now();
-    let result = run_command(
-        &workspace,
-        &log_path,
-        &name,
-        &stage.command,
-        &env,
-        observer,
-        cancel,
-    )
-    .await;
-    let duration_ms = millis(run_started);
-    if let Err(f) = result {
+    let attempts = stage.retries.saturating_add(1);
+    let mut attempt = 1;
+    let duration_ms = loop {
+        if let Err(e) = prepare_outputs(&workspace, &stage.outputs) {
+            return with_grant(failed(
+                i,
+                &name,
+                Some(key),
+                format!("stage `{name}`: {e}"),
+                started,
+            ));
+        }
+        ctx.observer.started(&name, &device);
+        let run_started = Instant::now();
+        let result = run_command(
+            &workspace,
+            &log_path,
+            &name,
+            &stage.command,
+            &env,
+            ctx.observer.clone(),
+            ctx.options.stream_output,
+            stage.timeout,
+            cancel.clone(),
+        )
+        .await;
+        let duration_ms = millis(run_started);
+        let Err(f) = result else {
+            break duration_ms;
+        };
+        if !f.cancelled && attempt < attempts {
+            ctx.observer.warn(&format!(
+                "stage `{name}`: {} (attempt {attempt} of {attempts}); retrying",
+                f.error
+            ));
+            attempt += 1;
+            continue;
+        }
         let mut done = failed(
             i,
             &name,
@@ -584,34 +724,41 @@ async fn execute(
             started,
         );
         done.outcome.stderr_tail = f.tail;
+        done.outcome.device = Some(device);
         done.outcome.reasons = reasons.iter().map(ToString::to_string).collect();
         if f.cancelled {
             done.outcome.status = StageStatus::Cancelled;
             done.outcome.error = None;
         }
-        return done;
-    }
+        return with_grant(done);
+    };
     let commit_ctx = ctx.clone();
+    let commit_device = device.clone();
     let committed = tokio::task::spawn_blocking(move || {
-        commit(&commit_ctx, i, &key, &inputs, reasons, duration_ms, started)
+        let pending = Pending {
+            key,
+            inputs,
+            reasons,
+            started,
+        };
+        commit(&commit_ctx, i, pending, &commit_device, duration_ms)
     })
     .await;
-    match committed {
+    with_grant(match committed {
         Ok(done) => done,
         Err(e) => failed(i, &name, None, format!("stage `{name}`: {e}"), started),
-    }
+    })
 }
 
 /// Stores the outputs of a command that succeeded and records the result under its key.
-fn commit(
-    ctx: &Ctx,
-    i: usize,
-    key: &str,
-    inputs: &BTreeMap<String, Artifact>,
-    reasons: Vec<Reason>,
-    duration_ms: u64,
-    started: Instant,
-) -> Finished {
+fn commit(ctx: &Ctx, i: usize, pending: Pending, device: &str, duration_ms: u64) -> Finished {
+    let Pending {
+        key,
+        inputs,
+        reasons,
+        started,
+    } = pending;
+    let (key, inputs) = (key.as_str(), &inputs);
     let stage = ctx.plan.stage(i);
     let name = &stage.name;
     let mut outputs = BTreeMap::new();
@@ -663,6 +810,7 @@ fn commit(
     let record = StageRecord {
         outputs: outputs.clone(),
         duration_ms: Some(duration_ms),
+        device: Some(device.to_owned()),
     };
     let digest: Digest = digest_or(key);
     if let Err(e) = ctx.store.put_record(&digest, &record) {
@@ -677,11 +825,12 @@ fn commit(
     let mut outcome = StageOutcome::new(name, StageStatus::Ran);
     outcome.key = Some(key.to_owned());
     outcome.duration_ms = millis(started);
-    outcome.device = Some(DEVICE.to_owned());
+    outcome.device = Some(device.to_owned());
     outcome.reasons = reasons.iter().map(ToString::to_string).collect();
-    let locked = locked_stage(stage, key, inputs, &outputs, DEVICE, duration_ms);
+    let locked = locked_stage(stage, key, inputs, &outputs, device, duration_ms);
     Finished {
         index: i,
+        grant: None,
         outcome,
         locked: Some(locked),
         outputs,

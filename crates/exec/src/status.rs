@@ -67,6 +67,9 @@ impl StatusReport {
                     && p.key == l.key
                 {
                     l.duration_ms = p.duration_ms;
+                    if !p.device.is_empty() {
+                        l.device = p.device.clone();
+                    }
                 }
                 Some((s.name.clone(), l))
             })
@@ -117,28 +120,35 @@ pub fn status(
         let digest = key
             .parse()
             .unwrap_or_else(|_| sluice_store::Digest::of_bytes(key.as_bytes()));
-        let (outputs, duration, notes) = match check_cache(store, stage, &digest, prev, false)? {
-            CacheCheck::Hit { record, restore } => {
-                (record.outputs, record.duration_ms.unwrap_or(0), restore)
-            }
-            CacheCheck::Adoptable { outputs } => {
-                (outputs, prev.map_or(0, |p| p.duration_ms), Vec::new())
-            }
-            CacheCheck::Corrupt { object } => {
-                states.push(stale(
-                    vec![Reason::CacheCorrupt {
-                        object: object.short(),
-                    }],
-                    Some(key),
-                ));
-                continue;
-            }
-            CacheCheck::Miss => {
-                let reasons = diff(stage, &input_view(stage, &inputs), prev);
-                states.push(stale(reasons, Some(key)));
-                continue;
-            }
-        };
+        let (outputs, duration, device, notes) =
+            match check_cache(store, stage, &digest, prev, false)? {
+                CacheCheck::Hit { record, restore } => (
+                    record.outputs,
+                    record.duration_ms.unwrap_or(0),
+                    record.device,
+                    restore,
+                ),
+                CacheCheck::Adoptable { outputs } => (
+                    outputs,
+                    prev.map_or(0, |p| p.duration_ms),
+                    prev.map(|p| p.device.clone()),
+                    Vec::new(),
+                ),
+                CacheCheck::Corrupt { object } => {
+                    states.push(stale(
+                        vec![Reason::CacheCorrupt {
+                            object: object.short(),
+                        }],
+                        Some(key),
+                    ));
+                    continue;
+                }
+                CacheCheck::Miss => {
+                    let reasons = diff(stage, &input_view(stage, &inputs), prev);
+                    states.push(stale(reasons, Some(key)));
+                    continue;
+                }
+            };
         for (o, a) in &outputs {
             produced.insert((stage.name.clone(), o.clone()), *a);
         }
@@ -149,7 +159,12 @@ pub fn status(
             reasons: notes.iter().map(ToString::to_string).collect(),
             reason_list: notes,
             locked: Some(locked_stage(
-                stage, &key, &inputs, &outputs, "cpu", duration,
+                stage,
+                &key,
+                &inputs,
+                &outputs,
+                device.as_deref().filter(|d| !d.is_empty()).unwrap_or("cpu"),
+                duration,
             )),
         });
     }

@@ -7,4 +7,4 @@ mod plan;
 
 pub use key::{InputDigest, KEY_VERSION, KeyMaterial, StageKind};
 pub use plan::Plan;
-pub use sluice_spec::{InputSource, ResolvedStage, ResolvedWorkflow};
+pub use sluice_spec::{ByteSize, InputSource, Needs, ResolvedStage, ResolvedWorkflow, Span};

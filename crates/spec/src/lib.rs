@@ -3,6 +3,7 @@
 //! and knows nothing of stores, scheduling, candle or polars.
 
 mod error;
+mod quantity;
 mod resolve;
 mod resolved;
 mod schema;
@@ -11,8 +12,9 @@ mod workflow;
 mod yaml;
 
 pub use error::{Pos, SpecError, SpecErrors, closest, suggestion};
+pub use quantity::{ByteSize, Span};
 pub use resolve::{ParamOverride, load, normalise_path};
-pub use resolved::{Dependency, InputSource, ResolvedStage, ResolvedWorkflow};
+pub use resolved::{Dependency, InputSource, Needs, ResolvedStage, ResolvedWorkflow};
 pub use schema::json_schema;
 pub use template::{Ref, Segment};
-pub use workflow::{FORMAT_VERSION, Stage, Workflow};
+pub use workflow::{FORMAT_VERSION, Fallback, Resources, Stage, Workflow};

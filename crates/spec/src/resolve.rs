@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path};
 
 use crate::error::{Pos, SpecError, SpecErrors, suggestion};
-use crate::resolved::{Dependency, InputSource, ResolvedStage, ResolvedWorkflow};
+use crate::resolved::{Dependency, InputSource, Needs, ResolvedStage, ResolvedWorkflow};
 use crate::template::{self, Ref, Segment};
-use crate::workflow::{FORMAT_VERSION, Stage, Workflow};
+use crate::workflow::{FORMAT_VERSION, Fallback, Stage, Workflow};
 use crate::yaml::{self, SourceMap};
 
 /// A `-p NAME=VALUE` given on the command line.
@@ -499,6 +499,7 @@ impl Resolver<'_> {
             );
         }
 
+        let needs = self.needs(name, stage);
         ResolvedStage {
             name: name.to_owned(),
             desc: stage.desc.clone(),
@@ -510,6 +511,54 @@ impl Resolver<'_> {
             outputs: outputs.clone(),
             env,
             dependencies: deps,
+            needs,
+            retries: stage.retries.unwrap_or(0),
+            timeout: stage.timeout.map(|t| t.0),
+        }
+    }
+
+    fn needs(&mut self, name: &str, stage: &Stage) -> Needs {
+        let Some(r) = &stage.resources else {
+            return Needs::default();
+        };
+        let at = |key: &str| ["stages", name, "resources", key].map(str::to_owned);
+        let pos_of = |this: &Self, key: &str| {
+            let path = at(key);
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            this.map.value_pos(&path)
+        };
+        if r.cpu == Some(0) {
+            let p = pos_of(self, "cpu");
+            self.error(
+                p,
+                format!("stage `{name}` asks for 0 CPU slots"),
+                Some("`cpu` is at least 1".into()),
+            );
+        }
+        let gpu = r.gpu.unwrap_or(0);
+        if gpu == 0 && r.gpu_memory.is_some() {
+            let p = pos_of(self, "gpu_memory");
+            self.error(
+                p,
+                format!("stage `{name}` sets `gpu_memory` without asking for a GPU"),
+                Some("add `gpu: 1`".into()),
+            );
+        }
+        if gpu == 0 && r.fallback.is_some() {
+            let p = pos_of(self, "fallback");
+            self.error(
+                p,
+                format!("stage `{name}` sets `fallback` without asking for a GPU"),
+                Some("a fallback applies to stages with `gpu: N`".into()),
+            );
+        }
+        Needs {
+            cpu: r.cpu.unwrap_or(1).max(1),
+            memory: r.memory.map(|b| b.0),
+            gpu,
+            gpu_memory: r.gpu_memory.map(|b| b.0),
+            fallback_cpu: r.fallback == Some(Fallback::Cpu),
+            pos: self.map.key_pos(&["stages", name, "resources"]),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::Pos;
 
@@ -80,4 +81,39 @@ pub struct ResolvedStage {
     pub env: BTreeMap<String, String>,
     /// Every reference to another stage, in file order.
     pub dependencies: Vec<Dependency>,
+    /// What the stage occupies while it runs.
+    pub needs: Needs,
+    /// Extra attempts after a failure.
+    pub retries: u32,
+    pub timeout: Option<Duration>,
+}
+
+/// Resources a stage occupies while it runs, with defaults applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// CPU slots (at least 1).
+    pub cpu: u32,
+    /// Host memory in bytes.
+    pub memory: Option<u64>,
+    /// GPUs.
+    pub gpu: u32,
+    /// Free memory each GPU must have, in bytes.
+    pub gpu_memory: Option<u64>,
+    /// Run on the CPU when the machine has no GPU.
+    pub fallback_cpu: bool,
+    /// Where `resources` is written, for placement errors.
+    pub pos: Pos,
+}
+
+impl Default for Needs {
+    fn default() -> Needs {
+        Needs {
+            cpu: 1,
+            memory: None,
+            gpu: 0,
+            gpu_memory: None,
+            fallback_cpu: false,
+            pos: Pos::default(),
+        }
+    }
 }

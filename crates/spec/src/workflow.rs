@@ -7,6 +7,8 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::quantity::{ByteSize, Span};
+
 /// The workflow format version this build understands.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -63,4 +65,41 @@ pub struct Stage {
     /// Environment variables set for the command; part of the cache key.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub env: IndexMap<String, String>,
+    /// What the stage needs to run; the scheduler waits until it is free. Not part of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Run a failing command again up to this many times before the stage fails. Not part of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Stop the command and fail the stage after this long, e.g. `30m`. Not part of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Span>,
+}
+
+/// Resources a stage occupies while it runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU slots, out of `-j N` (default 1; more than N counts as N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+    /// Host memory, e.g. `8GiB`; the stage waits until that much is not reserved by others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// GPUs, each given to one stage at a time; the command sees them as `CUDA_VISIBLE_DEVICES`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<u32>,
+    /// Free memory each of its GPUs must have, e.g. `20GiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory: Option<ByteSize>,
+    /// `cpu`: run on the CPU when the machine has no GPU at all (instead of failing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+}
+
+/// Where a GPU stage may run instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    Cpu,
 }

@@ -26,6 +26,9 @@ pub struct StageRecord {
     pub outputs: BTreeMap<String, Artifact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Where the stage ran: `cpu`, `gpu:1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// The records table.
@@ -146,6 +149,7 @@ mod tests {
                 ("data".to_owned(), artifact(ArtifactKind::File, b"rows")),
             ]),
             duration_ms: Some(1234),
+            device: Some("gpu:1".into()),
         }
     }
 
