@@ -39,11 +39,9 @@ pub enum Command {
 /// How progress is shown on stderr.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum ProgressMode {
-    /// Live lines on a terminal, plain lines otherwise.
+    /// Live lines per running stage and an overall bar on a terminal, plain lines otherwise.
     #[default]
     Auto,
-    /// Live lines per running stage and an overall bar.
-    Live,
     /// One line per event (for logs and CI).
     Plain,
 }

@@ -62,7 +62,6 @@ fn finished_lines(o: &StageOutcome, width: usize) -> Vec<String> {
 /// Builds the observer for a run of `total` stages.
 pub fn printer(mode: ProgressMode, width: usize, total: usize, json: bool) -> Box<dyn Observer> {
     let live = match mode {
-        ProgressMode::Live => true,
         ProgressMode::Plain => false,
         ProgressMode::Auto => std::io::stderr().is_terminal(),
     };
