@@ -543,16 +543,8 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
                     reason
                     && let Err(e) = store.materialise(&record.outputs[name], Path::new(path))
                 {
-                    if let StoreError::Corrupt { digest, .. } = &e {
-                        return corrupt(
-                            ctx,
-                            stage.name.as_str(),
-                            &digest.clone(),
-                            &digest_or(&key),
-                            key,
-                            inputs,
-                            previous,
-                        );
+                    if let StoreError::Corrupt { digest: object, .. } = &e {
+                        return corrupt(ctx, &stage.name, object, &digest, key, inputs);
                     }
                     return finish(failed(
                         i,
@@ -607,7 +599,7 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
             ))
         }
         CacheCheck::Corrupt { object } => {
-            corrupt(ctx, &stage.name, &object, &digest, key, inputs, previous)
+            corrupt(ctx, &stage.name, &object, &digest, key, inputs)
         }
         CacheCheck::Miss => {
             let reasons = diff(stage, &input_view(stage, &inputs), previous);
@@ -632,7 +624,6 @@ fn corrupt(
     key: &Digest,
     key_hex: String,
     inputs: BTreeMap<String, Artifact>,
-    _previous: Option<&LockedStage>,
 ) -> Prepared {
     ctx.observer.warn(&format!(
         "stage `{stage}`: cached object {} is corrupt or missing; removing it and running the stage again",
