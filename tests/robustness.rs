@@ -181,3 +181,34 @@ fn sigint_cancels_running_stages_and_the_next_run_resumes() {
     assert_eq!(r.status_of("first"), "cached");
     assert_eq!(r.status_of("second"), "ran");
 }
+
+#[test]
+fn sigterm_cancels_like_ctrl_c() {
+    let t = Test::new();
+    t.workflow(GATED);
+    let child = t
+        .command(&["run", "wf.yaml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&t.path("started"));
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The completed stage is in the lockfile; the cancelled one is not.
+    let lock = t.read("wf.lock");
+    assert!(
+        lock.contains("first:") && !lock.contains("second:"),
+        "{lock}"
+    );
+}

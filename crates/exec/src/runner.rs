@@ -598,9 +598,7 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
                 Vec::new(),
             ))
         }
-        CacheCheck::Corrupt { object } => {
-            corrupt(ctx, &stage.name, &object, &digest, key, inputs)
-        }
+        CacheCheck::Corrupt { object } => corrupt(ctx, &stage.name, &object, &digest, key, inputs),
         CacheCheck::Miss => {
             let reasons = diff(stage, &input_view(stage, &inputs), previous);
             Prepared::Run {

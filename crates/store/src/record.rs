@@ -65,11 +65,8 @@ impl Records {
     pub(crate) fn read(&self, key: &Digest) -> Result<Option<StageRecord>, StoreError> {
         let db = self.db();
         let text: Option<String> = db
-            .query_row(
-                "SELECT record FROM records WHERE key = ?1",
-                params![&key.as_bytes()[..]],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT record FROM records WHERE key = ?1")?
+            .query_row(params![&key.as_bytes()[..]], |row| row.get(0))
             .optional()
             .or_else(|e| match e {
                 // A value that is not text is as good as garbage.
@@ -98,10 +95,9 @@ impl Records {
             path: format!("record {}", key.short()).into(),
             source,
         })?;
-        self.db().execute(
-            "INSERT OR REPLACE INTO records (key, record) VALUES (?1, ?2)",
-            params![&key.as_bytes()[..], text],
-        )?;
+        self.db()
+            .prepare_cached("INSERT OR REPLACE INTO records (key, record) VALUES (?1, ?2)")?
+            .execute(params![&key.as_bytes()[..], text])?;
         Ok(())
     }
 
