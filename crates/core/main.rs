@@ -58,12 +58,14 @@ fn dispatch(command: Command) -> Result<u8> {
         Command::Repro(args) => block_on(run::repro(args)),
         Command::Status(args) => status::status(args),
         Command::Dag(args) => {
-            let loaded = workspace::load(args.workflow.file.as_deref(), &args.workflow.params)?;
+            let loaded =
+                workspace::load(args.workflow.file.as_deref(), &args.workflow.params, None)?;
             print!("{}", dag::render(&loaded.plan, args.format));
             Ok(exit::OK)
         }
         Command::Validate(args) => {
-            let loaded = workspace::load(args.workflow.file.as_deref(), &args.workflow.params)?;
+            let loaded =
+                workspace::load(args.workflow.file.as_deref(), &args.workflow.params, None)?;
             let n = loaded.plan.stages().len();
             if args.json {
                 report::print_json(&Validated {

@@ -40,13 +40,32 @@ pub fn open_locked(root: &Path) -> Result<(Arc<Store>, sluice_store::WorkspaceLo
     Ok((Arc::new(store), lock))
 }
 
-pub fn read_lockfile(loaded: &Loaded) -> Result<Option<Lockfile>> {
-    Lockfile::read(&loaded.lock_path()).map_err(|e| {
+/// Reads the lockfile beside the workflow, through the store's memo (YAML parsing is slow).
+pub fn read_lockfile(loaded: &Loaded, store: &Store) -> Result<Option<Lockfile>> {
+    let path = loaded.lock_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {}", loaded.lock_shown().display()));
+        }
+    };
+    let key = crate::workspace::memo_key("lockfile", &[text.as_bytes()]);
+    if let Ok(Some(bytes)) = store.memo(&key)
+        && let Ok(lock) = serde_json::from_slice(&bytes)
+    {
+        return Ok(Some(lock));
+    }
+    let lock = Lockfile::parse(&path, &text).map_err(|e| {
         anyhow::anyhow!(
             "{e}\n  = hint: fix it, or delete {} to start over",
             loaded.lock_shown().display()
         )
-    })
+    })?;
+    if let Ok(bytes) = serde_json::to_vec(&lock) {
+        let _ = store.put_memo(&key, &bytes);
+    }
+    Ok(Some(lock))
 }
 
 /// Sends `true` on the returned channel at the first Ctrl-C or SIGTERM.
@@ -136,7 +155,12 @@ fn width(loaded: &Loaded) -> usize {
 
 pub async fn run(args: RunArgs) -> Result<u8> {
     let started = Instant::now();
-    let loaded = load(args.workflow.file.as_deref(), &args.workflow.params)?;
+    let (store, _lock) = open_locked(&crate::workspace::current_root()?)?;
+    let loaded = load(
+        args.workflow.file.as_deref(),
+        &args.workflow.params,
+        Some(&store),
+    )?;
     let targets = args
         .stages
         .iter()
@@ -166,8 +190,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         ..RunOptions::default_without_inventory()
     };
     check_placement(&loaded, &options)?;
-    let (store, _lock) = open_locked(&loaded.root)?;
-    let previous = read_lockfile(&loaded)?;
+    let previous = read_lockfile(&loaded, &store)?;
 
     if args.dry_run || args.frozen {
         let report = sluice_exec::status(&loaded.plan, &store, previous.as_ref())?;
@@ -301,8 +324,9 @@ fn params_from(lock: &Lockfile, loaded: &Loaded) -> Vec<ParamOverride> {
 
 pub async fn repro(args: ReproArgs) -> Result<u8> {
     let started = Instant::now();
-    let first = load(args.file.as_deref(), &[])?;
-    let Some(lock) = read_lockfile(&first)? else {
+    let (store, _lock) = open_locked(&crate::workspace::current_root()?)?;
+    let first = load(args.file.as_deref(), &[], Some(&store))?;
+    let Some(lock) = read_lockfile(&first, &store)? else {
         bail!(
             "no lockfile {} to reproduce\n  = hint: run `sluice run {}` first",
             first.lock_shown().display(),
@@ -310,8 +334,7 @@ pub async fn repro(args: ReproArgs) -> Result<u8> {
         );
     };
     let params = params_from(&lock, &first);
-    let loaded = load(args.file.as_deref(), &params)?;
-    let (store, _lock) = open_locked(&loaded.root)?;
+    let loaded = load(args.file.as_deref(), &params, Some(&store))?;
     let options = RunOptions {
         jobs: args.jobs.unwrap_or_else(default_jobs),
         force: true,

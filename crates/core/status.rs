@@ -20,9 +20,13 @@ struct Json<'a> {
 }
 
 pub fn status(args: StatusArgs) -> Result<u8> {
-    let loaded = load(args.workflow.file.as_deref(), &args.workflow.params)?;
-    let (store, _lock) = open_locked(&loaded.root)?;
-    let previous = read_lockfile(&loaded)?;
+    let (store, _lock) = open_locked(&crate::workspace::current_root()?)?;
+    let loaded = load(
+        args.workflow.file.as_deref(),
+        &args.workflow.params,
+        Some(&store),
+    )?;
+    let previous = read_lockfile(&loaded, &store)?;
     let report = sluice_exec::status(&loaded.plan, &store, previous.as_ref())?;
     store.flush()?;
     if args.json {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use sluice_plan::Plan;
 use sluice_spec::ParamOverride;
+use sluice_store::Store;
 
 use crate::exit::Failure;
 
@@ -22,7 +23,6 @@ pub fn find_root(cwd: &Path) -> PathBuf {
 
 /// A workflow file located and compiled.
 pub struct Loaded {
-    pub root: PathBuf,
     /// The workflow file, as the user named it (used in messages).
     pub shown: PathBuf,
     /// The workflow file, absolute.
@@ -65,9 +65,75 @@ pub fn locate(file: Option<&Path>) -> Result<(PathBuf, PathBuf, PathBuf)> {
     Ok((root, shown, full))
 }
 
-/// Reads, validates and plans a workflow file.
-pub fn load(file: Option<&Path>, params: &[ParamOverride]) -> Result<Loaded> {
-    let (root, shown, full) = locate(file)?;
+/// The workspace root for the current directory.
+pub fn current_root() -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    Ok(find_root(&cwd))
+}
+
+/// Identifies this build of sluice in memo keys, so that a rebuilt binary never trusts what an
+/// older one parsed.
+fn build_id() -> String {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{}:{exe}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The memo key of a pure function of `parts`.
+pub fn memo_key(kind: &str, parts: &[&[u8]]) -> sluice_store::Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(kind.as_bytes());
+    h.update(build_id().as_bytes());
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    sluice_store::Digest::from_hasher(&h)
+}
+
+/// Parses and validates a workflow, or takes the result from the store's memo when this exact
+/// text (with these overrides) was validated before: parsing YAML dominates a no-op `status`.
+fn resolve(
+    shown: &Path,
+    source: &str,
+    params: &[ParamOverride],
+    memo: Option<&Store>,
+) -> Result<sluice_spec::ResolvedWorkflow> {
+    let overrides: Vec<String> = params
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.value))
+        .collect();
+    let overrides = overrides.join("\n");
+    let key = memo_key(
+        "workflow",
+        &[
+            shown.to_string_lossy().as_bytes(),
+            source.as_bytes(),
+            overrides.as_bytes(),
+        ],
+    );
+    if let Some(store) = memo
+        && let Ok(Some(bytes)) = store.memo(&key)
+        && let Ok(wf) = serde_json::from_slice(&bytes)
+    {
+        return Ok(wf);
+    }
+    let wf = sluice_spec::load(shown, source, params).map_err(Failure::Spec)?;
+    if let Some(store) = memo
+        && let Ok(bytes) = serde_json::to_vec(&wf)
+    {
+        let _ = store.put_memo(&key, &bytes);
+    }
+    Ok(wf)
+}
+
+/// Reads, validates and plans a workflow file; `memo` is the store to remember the result in.
+pub fn load(file: Option<&Path>, params: &[ParamOverride], memo: Option<&Store>) -> Result<Loaded> {
+    let (_, shown, full) = locate(file)?;
     let source = match std::fs::read_to_string(&full) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -78,10 +144,9 @@ pub fn load(file: Option<&Path>, params: &[ParamOverride]) -> Result<Loaded> {
                 .with_context(|| format!("cannot read workflow file {}", shown.display()));
         }
     };
-    let wf = sluice_spec::load(&shown, &source, params).map_err(Failure::Spec)?;
+    let wf = resolve(&shown, &source, params, memo)?;
     let plan = Plan::new(wf).map_err(Failure::Spec)?;
     Ok(Loaded {
-        root,
         shown,
         file: full,
         plan,

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Pos;
 
 /// A validated workflow.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedWorkflow {
     /// The file it was read from, as given.
     pub file: PathBuf,
@@ -31,7 +33,7 @@ impl ResolvedWorkflow {
 }
 
 /// Where an input's content comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InputSource {
     /// A file or directory in the workspace, not produced by any stage.
     Path(String),
@@ -52,7 +54,7 @@ impl InputSource {
 }
 
 /// A reference from one stage to another stage's output, with where it is written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dependency {
     pub stage: String,
     pub output: String,
@@ -60,7 +62,7 @@ pub struct Dependency {
 }
 
 /// One validated stage.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedStage {
     pub name: String,
     pub desc: Option<String>,
@@ -89,7 +91,7 @@ pub struct ResolvedStage {
 }
 
 /// Resources a stage occupies while it runs, with defaults applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Needs {
     /// CPU slots (at least 1).
     pub cpu: u32,

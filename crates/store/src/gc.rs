@@ -61,6 +61,7 @@ impl Store {
                 report.records_removed += 1;
             }
         }
+        self.memo.clear()?;
         self.stat.flush()?;
         Ok(report)
     }

@@ -12,12 +12,14 @@
 //! workspace path it was not given, and no `unsafe` code.
 
 mod artifact;
+mod db;
 mod digest;
 mod disk;
 mod error;
 mod gc;
 mod lock;
 mod materialise;
+mod memo;
 mod objects;
 mod record;
 mod stat_cache;

@@ -7,9 +7,9 @@
 //! wedge the cache. This module knows nothing about what a key is made of.
 
 use std::collections::BTreeMap;
+#[cfg(test)]
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ pub struct StageRecord {
 
 /// The records table.
 pub(crate) struct Records {
-    db: Mutex<Connection>,
+    db: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for Records {
@@ -45,17 +45,22 @@ impl std::fmt::Debug for Records {
 impl Records {
     /// Opens the table in the database at `path` (which the stat cache has already opened and
     /// repaired if needed), creating it if missing.
+    #[cfg(test)]
     pub(crate) fn open(path: &Path) -> Result<Records, StoreError> {
-        let db = Connection::open(path)?;
-        db.busy_timeout(Duration::from_secs(10))?;
-        db.pragma_update(None, "synchronous", "NORMAL")?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS records (
-                 key BLOB PRIMARY KEY NOT NULL,
-                 record TEXT NOT NULL
-             ) WITHOUT ROWID;",
-        )?;
-        Ok(Records { db: Mutex::new(db) })
+        Records::new(crate::db::open(path)?)
+    }
+
+    /// The table on a shared connection, created if missing.
+    pub(crate) fn new(db: Arc<Mutex<Connection>>) -> Result<Records, StoreError> {
+        db.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS records (
+                     key BLOB PRIMARY KEY NOT NULL,
+                     record TEXT NOT NULL
+                 ) WITHOUT ROWID;",
+            )?;
+        Ok(Records { db })
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {

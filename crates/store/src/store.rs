@@ -19,6 +19,7 @@ use crate::digest::Digest;
 use crate::disk::{is_executable, remove_any};
 use crate::error::StoreError;
 use crate::lock::WorkspaceLock;
+use crate::memo::Memo;
 use crate::objects::Objects;
 use crate::record::{Records, StageRecord};
 use crate::stat_cache::{Stamp, StatCache, now_ns};
@@ -40,6 +41,7 @@ pub struct Store {
     tmp: PathBuf,
     pub(crate) objects: Objects,
     pub(crate) records: Records,
+    pub(crate) memo: Memo,
     pub(crate) stat: StatCache,
     hashed_files: AtomicU64,
     hashed_bytes: AtomicU64,
@@ -76,9 +78,11 @@ impl Store {
             fs::create_dir_all(path).map_err(StoreError::io(path))?;
         }
         let stat = StatCache::open(&dir.join("state.db"))?;
+        let db = crate::db::open(&dir.join("state.db"))?;
         Ok(Store {
             objects: Objects::new(objects, tmp.clone()),
-            records: Records::open(&dir.join("state.db"))?,
+            records: Records::new(db.clone())?,
+            memo: Memo::new(db)?,
             stat,
             workspace,
             dir,
@@ -148,6 +152,16 @@ impl Store {
 
     pub fn remove_record(&self, key: &Digest) -> Result<(), StoreError> {
         self.records.remove(key)
+    }
+
+    /// A memo: the stored result of a pure computation whose inputs hash to `key`.
+    pub fn memo(&self, key: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        self.memo.get(key)
+    }
+
+    /// Stores a memo (see [`Store::memo`]).
+    pub fn put_memo(&self, key: &Digest, value: &[u8]) -> Result<(), StoreError> {
+        self.memo.put(key, value)
     }
 
     /// Persists new stat-cache entries. Cheap when nothing changed; also done on drop.
