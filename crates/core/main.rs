@@ -1,6 +1,7 @@
 //! The `sluice` binary: argument parsing, output and exit codes. Everything else lives in the
 //! library crates; this crate is the only one that talks to the terminal.
 
+mod catalog;
 mod cli;
 mod dag;
 mod devices;
@@ -80,7 +81,9 @@ fn dispatch(command: Command) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Schema => {
-            print!("{}", sluice_spec::json_schema());
+            let catalog = catalog::catalog();
+            let kinds = sluice_spec::Kinds::kinds(&catalog::CatalogKinds(&catalog));
+            print!("{}", sluice_spec::json_schema(&kinds));
             Ok(exit::OK)
         }
         Command::Gc(args) => gc::gc(args),

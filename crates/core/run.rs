@@ -187,13 +187,14 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         targets: (!targets.is_empty()).then_some(targets),
         stream_output: args.show_output,
         inventory: inventory(&args.devices)?,
+        catalog: Arc::new(crate::catalog::catalog()),
         ..RunOptions::default_without_inventory()
     };
     check_placement(&loaded, &options)?;
     let previous = read_lockfile(&loaded, &store)?;
 
     if args.dry_run || args.frozen {
-        let report = sluice_exec::status(&loaded.plan, &store, previous.as_ref())?;
+        let report = sluice_exec::status(&loaded.plan, &store, previous.as_ref(), &crate::catalog::catalog())?;
         store.flush()?;
         if args.dry_run {
             crate::status::print_plan(&loaded, &report, args.json);
@@ -340,6 +341,7 @@ pub async fn repro(args: ReproArgs) -> Result<u8> {
         force: true,
         expect: Some(lock.clone()),
         inventory: inventory(&args.devices)?,
+        catalog: Arc::new(crate::catalog::catalog()),
         ..RunOptions::default_without_inventory()
     };
     check_placement(&loaded, &options)?;

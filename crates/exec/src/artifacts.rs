@@ -44,18 +44,19 @@ pub fn locked_stage(
     outputs: &BTreeMap<String, Artifact>,
     device: &str,
     duration_ms: u64,
+    metrics: &BTreeMap<String, f64>,
 ) -> LockedStage {
     LockedStage {
         key: key.to_owned(),
         cmd: stage.command.clone(),
+        uses: stage.uses.clone().unwrap_or_default(),
+        with: stage.with.clone(),
+        metrics: metrics.clone(),
         params: stage.params.clone(),
         env: stage.env.clone(),
         inputs: inputs
             .iter()
-            .map(|(name, a)| {
-                let path = stage.inputs.get(name).map(|s| s.path()).unwrap_or("");
-                (name.clone(), locked(path, a))
-            })
+            .map(|(name, a)| (name.clone(), locked(&crate::cache::input_path(stage, name), a)))
             .collect(),
         outputs: outputs
             .iter()

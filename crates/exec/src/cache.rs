@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use sluice_lock::LockedStage;
-use sluice_plan::{InputSource, KeyMaterial, ResolvedStage};
+use sluice_plan::{InputSource, KeyMaterial, ResolvedStage, StageKind};
+use sluice_stage::Catalog;
 use sluice_store::{Artifact, Digest, StageRecord, Store, StoreError};
 
 use crate::artifacts::from_locked;
@@ -26,16 +27,49 @@ pub enum InputError {
     Upstream {
         stage: String,
     },
+    /// A builtin stage could not say what it reads (a bad glob, say).
+    Reads(String),
     Store(StoreError),
 }
 
-/// The stage's inputs: artifacts by input name.
+/// Input names of the files a builtin stage reads (its sources) start with this.
+const READ: &str = "read:";
+
+/// The workspace path of a stage's input.
+pub fn input_path(stage: &ResolvedStage, name: &str) -> String {
+    match stage.inputs.get(name) {
+        Some(source) => source.path().to_owned(),
+        None => name.strip_prefix(READ).unwrap_or(name).to_owned(),
+    }
+}
+
+/// The stage's inputs: artifacts by input name. A builtin stage's inputs include the files its
+/// kind says it reads, named `read:PATH`.
 pub fn hash_inputs(
     store: &Store,
+    catalog: &Catalog,
     stage: &ResolvedStage,
     produced: &Produced,
 ) -> Result<BTreeMap<String, Artifact>, InputError> {
     let mut out = BTreeMap::new();
+    if let Some(kind) = stage.uses.as_deref().and_then(|k| catalog.get(k)) {
+        let reads = kind
+            .reads(&stage.with, store.workspace())
+            .map_err(|e| InputError::Reads(e.to_string()))?;
+        for path in reads {
+            let artifact = match store.hash_path(Path::new(&path)) {
+                Ok(a) => a,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(InputError::Missing {
+                        name: format!("{READ}{path}"),
+                        path,
+                    });
+                }
+                Err(e) => return Err(InputError::Store(e)),
+            };
+            out.insert(format!("{READ}{path}"), artifact);
+        }
+    }
     for (name, source) in &stage.inputs {
         let artifact = match source {
             InputSource::Stage {
@@ -59,33 +93,36 @@ pub fn hash_inputs(
     Ok(out)
 }
 
-/// The stage's key material, from its inputs' artifacts.
-pub fn key_of<'a>(
-    stage: &'a ResolvedStage,
-    inputs: &BTreeMap<String, Artifact>,
-) -> KeyMaterial<'a> {
-    let digests = inputs
-        .iter()
-        .map(|(k, a)| (k.clone(), a.digest.hex()))
-        .collect();
-    KeyMaterial::new(stage, &digests)
+/// What kind of stage this is, with its implementation's version.
+pub fn stage_kind(catalog: &Catalog, stage: &ResolvedStage) -> StageKind {
+    match &stage.uses {
+        None => StageKind::run(),
+        Some(name) => StageKind {
+            name: name.clone(),
+            version: catalog.get(name).map_or(0, |k| k.version()),
+        },
+    }
 }
 
-/// Inputs as (path, digest) by name, for [`crate::reason::diff`].
+/// The stage's key, and the canonical JSON it hashes (for `-v`).
+pub fn key_of(
+    catalog: &Catalog,
+    stage: &ResolvedStage,
+    inputs: &BTreeMap<String, Artifact>,
+) -> (String, String) {
+    let view = input_view(stage, inputs);
+    let material = KeyMaterial::new(stage, stage_kind(catalog, stage), &view);
+    (material.key(), material.canonical_json())
+}
+
+/// Inputs as (path, digest) by name, for the key and [`crate::reason::diff`].
 pub fn input_view(
     stage: &ResolvedStage,
     inputs: &BTreeMap<String, Artifact>,
 ) -> BTreeMap<String, (String, String)> {
     inputs
         .iter()
-        .map(|(k, a)| {
-            let path = stage
-                .inputs
-                .get(k)
-                .map(|s| s.path().to_owned())
-                .unwrap_or_default();
-            (k.clone(), (path, a.digest.hex()))
-        })
+        .map(|(k, a)| (k.clone(), (input_path(stage, k), a.digest.hex())))
         .collect()
 }
 

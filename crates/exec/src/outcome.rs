@@ -1,5 +1,7 @@
 //! What happened to each stage, as the CLI reports it (text on stderr, JSON on stdout).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// The end state of a stage in one run.
@@ -50,6 +52,9 @@ pub struct StageOutcome {
     /// The last lines the command wrote to stderr (stdout when stderr was empty), on failure.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stderr_tail: Vec<String>,
+    /// Headline numbers a builtin stage reported.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl StageOutcome {
@@ -63,6 +68,7 @@ impl StageOutcome {
             reasons: Vec::new(),
             error: None,
             stderr_tail: Vec::new(),
+            metrics: BTreeMap::new(),
         }
     }
 }

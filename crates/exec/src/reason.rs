@@ -33,6 +33,12 @@ pub enum Reason {
         path: String,
     },
     CommandChanged,
+    /// A builtin stage's `with:` options changed.
+    OptionsChanged,
+    /// A builtin stage could not say which files it reads.
+    Unreadable {
+        message: String,
+    },
     EnvChanged {
         name: String,
     },
@@ -92,6 +98,8 @@ impl fmt::Display for Reason {
                 write!(f, "input `{name}` is missing ({path})")
             }
             Reason::CommandChanged => write!(f, "command changed"),
+            Reason::OptionsChanged => write!(f, "options (`with`) changed"),
+            Reason::Unreadable { message } => write!(f, "{message}"),
             Reason::EnvChanged { name } => write!(f, "environment variable `{name}` changed"),
             Reason::OutputsChanged => write!(f, "declared outputs changed"),
             Reason::UpstreamStale { stage } => write!(f, "upstream stage `{stage}` is stale"),
@@ -179,6 +187,9 @@ pub fn diff(
         .any(|r| matches!(r, Reason::ParamChanged { .. }));
     if prev.cmd != stage.command && !params_changed && !path_changed {
         reasons.push(Reason::CommandChanged);
+    }
+    if prev.with != stage.with && !params_changed && !path_changed {
+        reasons.push(Reason::OptionsChanged);
     }
     if reasons.is_empty() {
         reasons.push(Reason::NotCached);

@@ -5,11 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use sluice_lock::{LockedStage, Lockfile};
 use sluice_plan::Plan;
+use sluice_stage::{Catalog, Device, StageContext, StageError};
 use sluice_store::{Artifact, Digest, StageRecord, Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -18,7 +21,7 @@ use crate::artifacts::locked_stage;
 use crate::cache::{
     CacheCheck, InputError, Produced, check_cache, hash_inputs, input_view, key_of,
 };
-use crate::command::{prepare_outputs, run_command};
+use crate::command::{CommandFailure, prepare_outputs, run_command};
 use crate::devices::Inventory;
 use crate::observer::Observer;
 use crate::outcome::{StageOutcome, StageStatus};
@@ -26,7 +29,7 @@ use crate::placement::{Grant, Pool};
 use crate::reason::{Reason, diff};
 
 /// How to run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Stages running at once.
     pub jobs: usize,
@@ -42,6 +45,8 @@ pub struct RunOptions {
     pub targets: Option<Vec<usize>>,
     /// The devices stages are placed on.
     pub inventory: Inventory,
+    /// The builtin stage kinds (`uses:`).
+    pub catalog: Arc<Catalog>,
 }
 
 impl Default for RunOptions {
@@ -70,6 +75,7 @@ impl RunOptions {
                 gpus: Vec::new(),
                 source: "none".to_owned(),
             },
+            catalog: Arc::new(Catalog::new()),
         }
     }
 }
@@ -447,7 +453,7 @@ fn failed(
 fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepared {
     let stage = ctx.plan.stage(i);
     let store = &ctx.store;
-    let inputs = match hash_inputs(store, stage, produced) {
+    let inputs = match hash_inputs(store, &ctx.options.catalog, stage, produced) {
         Ok(inputs) => inputs,
         Err(InputError::Missing { name, path }) => {
             return finish(failed(
@@ -479,10 +485,18 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
                 started,
             ));
         }
+        Err(InputError::Reads(e)) => {
+            return finish(failed(
+                i,
+                &stage.name,
+                None,
+                format!("stage `{}`: {e}", stage.name),
+                started,
+            ));
+        }
     };
-    let material = key_of(stage, &inputs);
-    let key = material.key();
-    tracing::debug!(stage = %stage.name, key = %key, material = %material.canonical_json(), "stage key");
+    let (key, material) = key_of(&ctx.options.catalog, stage, &inputs);
+    tracing::debug!(stage = %stage.name, key = %key, material = %material, "stage key");
     let digest: Digest = match key.parse() {
         Ok(d) => d,
         Err(_) => unreachable!("a blake3 hex key always parses"),
@@ -510,29 +524,35 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
             ));
         }
     };
-    let cached = |outputs: BTreeMap<String, Artifact>,
-                  record_ms: Option<u64>,
-                  record_device: Option<String>,
-                  reasons: Vec<Reason>| {
+    let cached = |record: StageRecord, reasons: Vec<Reason>| {
         let duration = match previous {
             Some(p) if p.key == key => p.duration_ms,
-            _ => record_ms.unwrap_or(0),
+            _ => record.duration_ms.unwrap_or(0),
         };
         let device = match previous {
             Some(p) if p.key == key && !p.device.is_empty() => p.device.clone(),
-            _ => record_device.clone().unwrap_or_else(|| "cpu".to_owned()),
+            _ => record.device.clone().unwrap_or_else(|| "cpu".to_owned()),
         };
-        let locked = locked_stage(stage, &key, &inputs, &outputs, &device, duration);
+        let locked = locked_stage(
+            stage,
+            &key,
+            &inputs,
+            &record.outputs,
+            &device,
+            duration,
+            &record.metrics,
+        );
         let mut outcome = StageOutcome::new(&stage.name, StageStatus::Cached);
         outcome.key = Some(key.clone());
         outcome.reasons = reasons.iter().map(ToString::to_string).collect();
         outcome.duration_ms = millis(started);
+        outcome.metrics = record.metrics.clone();
         Finished {
             index: i,
             grant: None,
             outcome,
             locked: Some(locked),
-            outputs,
+            outputs: record.outputs,
             mismatch: None,
         }
     };
@@ -558,12 +578,7 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
                     ));
                 }
             }
-            finish(cached(
-                record.outputs.clone(),
-                record.duration_ms,
-                record.device.clone(),
-                restore,
-            ))
+            finish(cached(record, restore))
         }
         CacheCheck::Adoptable { outputs } => {
             for (name, path) in &stage.outputs {
@@ -578,9 +593,10 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
                 }
             }
             let record = StageRecord {
-                outputs: outputs.clone(),
+                outputs,
                 duration_ms: previous.map(|p| p.duration_ms),
                 device: previous.map(|p| p.device.clone()).filter(|d| !d.is_empty()),
+                metrics: previous.map(|p| p.metrics.clone()).unwrap_or_default(),
             };
             if let Err(e) = store.put_record(&digest, &record) {
                 return finish(failed(
@@ -591,12 +607,7 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
                     started,
                 ));
             }
-            finish(cached(
-                outputs,
-                record.duration_ms,
-                record.device.clone(),
-                Vec::new(),
-            ))
+            finish(cached(record, Vec::new()))
         }
         CacheCheck::Corrupt { object } => corrupt(ctx, &stage.name, &object, &digest, key, inputs),
         CacheCheck::Miss => {
@@ -669,7 +680,7 @@ async fn execute(
     let log_path = ctx.store.dir().join("logs").join(format!("{name}.log"));
     let attempts = stage.retries.saturating_add(1);
     let mut attempt = 1;
-    let duration_ms = loop {
+    let (duration_ms, metrics) = loop {
         if let Err(e) = prepare_outputs(&workspace, &stage.outputs) {
             return with_grant(failed(
                 i,
@@ -681,21 +692,27 @@ async fn execute(
         }
         ctx.observer.started(&name, &device);
         let run_started = Instant::now();
-        let result = run_command(
-            &workspace,
-            &log_path,
-            &name,
-            &stage.command,
-            &env,
-            ctx.observer.clone(),
-            ctx.options.stream_output,
-            stage.timeout,
-            cancel.clone(),
-        )
-        .await;
+        let result = if stage.uses.is_some() {
+            run_builtin(&ctx, i, &grant, cancel.clone()).await
+        } else {
+            run_command(
+                &workspace,
+                &log_path,
+                &name,
+                &stage.command,
+                &env,
+                ctx.observer.clone(),
+                ctx.options.stream_output,
+                stage.timeout,
+                cancel.clone(),
+            )
+            .await
+            .map(|()| BTreeMap::new())
+        };
         let duration_ms = millis(run_started);
-        let Err(f) = result else {
-            break duration_ms;
+        let f = match result {
+            Ok(metrics) => break (duration_ms, metrics),
+            Err(f) => f,
         };
         if !f.cancelled && attempt < attempts {
             ctx.observer.warn(&format!(
@@ -730,7 +747,7 @@ async fn execute(
             reasons,
             started,
         };
-        commit(&commit_ctx, i, pending, &commit_device, duration_ms)
+        commit(&commit_ctx, i, pending, &commit_device, duration_ms, metrics)
     })
     .await;
     with_grant(match committed {
@@ -739,8 +756,100 @@ async fn execute(
     })
 }
 
+/// Runs a builtin stage kind on a blocking thread; cancellation and timeouts raise the flag the
+/// stage checks, and the stage is waited for (it returns `Cancelled` at its next check).
+async fn run_builtin(
+    ctx: &Arc<Ctx>,
+    i: usize,
+    grant: &Grant,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<BTreeMap<String, f64>, CommandFailure> {
+    let fail = |error: String, cancelled: bool| CommandFailure {
+        error,
+        tail: Vec::new(),
+        cancelled,
+    };
+    let stage = ctx.plan.stage(i);
+    let timeout = stage.timeout;
+    let flag = Arc::new(AtomicBool::new(false));
+    let work_dir = ctx.store.dir().join("work").join(&stage.name);
+    std::fs::create_dir_all(&work_dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", work_dir.display()), false))?;
+    let device = if grant.gpus.is_empty() {
+        Device::Cpu
+    } else {
+        Device::Cuda(grant.gpus.clone())
+    };
+    let task_ctx = ctx.clone();
+    let task_flag = flag.clone();
+    let mut task = tokio::task::spawn_blocking(move || {
+        let stage = task_ctx.plan.stage(i);
+        let kind_name = stage.uses.as_deref().unwrap_or_default();
+        let Some(kind) = task_ctx.options.catalog.get(kind_name) else {
+            return Err(StageError::failed(format!(
+                "this sluice has no stage kind `{kind_name}`"
+            )));
+        };
+        let workspace = task_ctx.store.workspace();
+        let outputs: BTreeMap<String, PathBuf> = stage
+            .outputs
+            .iter()
+            .map(|(k, p)| (k.clone(), workspace.join(p)))
+            .collect();
+        let observer = task_ctx.observer.clone();
+        let progress = |m: &str| observer.progress(&stage.name, m);
+        let context = StageContext {
+            stage: &stage.name,
+            workspace,
+            with: &stage.with,
+            outputs: &outputs,
+            work_dir: &work_dir,
+            device: &device,
+            progress: &progress,
+            cancelled: &task_flag,
+        };
+        kind.run(&context)
+    });
+    let timed_out = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let cancelled = async move {
+        let _ = cancel.wait_for(|c| *c).await;
+    };
+    let joined = tokio::select! {
+        joined = &mut task => joined,
+        () = cancelled => {
+            flag.store(true, Ordering::Relaxed);
+            let _ = task.await;
+            return Err(fail("cancelled".into(), true));
+        }
+        () = timed_out => {
+            flag.store(true, Ordering::Relaxed);
+            let _ = task.await;
+            let limit = timeout.map(|t| sluice_plan::Span(t).to_string()).unwrap_or_default();
+            return Err(fail(format!("timed out after {limit}"), false));
+        }
+    };
+    match joined {
+        Ok(Ok(report)) => Ok(report.metrics),
+        Ok(Err(StageError::Cancelled)) => Err(fail("cancelled".into(), true)),
+        Ok(Err(StageError::Failed(message))) => Err(fail(message, false)),
+        Err(e) => Err(fail(format!("the stage crashed: {e}"), false)),
+    }
+}
+
 /// Stores the outputs of a command that succeeded and records the result under its key.
-fn commit(ctx: &Ctx, i: usize, pending: Pending, device: &str, duration_ms: u64) -> Finished {
+fn commit(
+    ctx: &Ctx,
+    i: usize,
+    pending: Pending,
+    device: &str,
+    duration_ms: u64,
+    metrics: BTreeMap<String, f64>,
+) -> Finished {
     let Pending {
         key,
         inputs,
@@ -800,6 +909,7 @@ fn commit(ctx: &Ctx, i: usize, pending: Pending, device: &str, duration_ms: u64)
         outputs: outputs.clone(),
         duration_ms: Some(duration_ms),
         device: Some(device.to_owned()),
+        metrics: metrics.clone(),
     };
     let digest: Digest = digest_or(key);
     if let Err(e) = ctx.store.put_record(&digest, &record) {
@@ -816,7 +926,8 @@ fn commit(ctx: &Ctx, i: usize, pending: Pending, device: &str, duration_ms: u64)
     outcome.duration_ms = millis(started);
     outcome.device = Some(device.to_owned());
     outcome.reasons = reasons.iter().map(ToString::to_string).collect();
-    let locked = locked_stage(stage, key, inputs, &outputs, device, duration_ms);
+    let locked = locked_stage(stage, key, inputs, &outputs, device, duration_ms, &metrics);
+    outcome.metrics = metrics;
     Finished {
         index: i,
         grant: None,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sluice_lock::{LockedStage, Lockfile};
 use sluice_plan::Plan;
+use sluice_stage::Catalog;
 use sluice_store::{Store, StoreError};
 
 use crate::artifacts::locked_stage;
@@ -90,6 +91,7 @@ pub fn status(
     plan: &Plan,
     store: &Store,
     previous: Option<&Lockfile>,
+    catalog: &Catalog,
 ) -> Result<StatusReport, StoreError> {
     let mut produced: Produced = BTreeMap::new();
     let mut states = Vec::new();
@@ -104,7 +106,7 @@ pub fn status(
             reason_list: reasons,
             locked: None,
         };
-        let inputs = match hash_inputs(store, stage, &produced) {
+        let inputs = match hash_inputs(store, catalog, stage, &produced) {
             Ok(inputs) => inputs,
             Err(InputError::Missing { name, path }) => {
                 states.push(stale(vec![Reason::InputMissing { name, path }], None));
@@ -115,23 +117,29 @@ pub fn status(
                 continue;
             }
             Err(InputError::Store(e)) => return Err(e),
+            Err(InputError::Reads(e)) => {
+                states.push(stale(vec![Reason::Unreadable { message: e }], None));
+                continue;
+            }
         };
-        let key = key_of(stage, &inputs).key();
+        let (key, _) = key_of(catalog, stage, &inputs);
         let digest = key
             .parse()
             .unwrap_or_else(|_| sluice_store::Digest::of_bytes(key.as_bytes()));
-        let (outputs, duration, device, notes) =
+        let (outputs, duration, device, metrics, notes) =
             match check_cache(store, stage, &digest, prev, false)? {
                 CacheCheck::Hit { record, restore } => (
                     record.outputs,
                     record.duration_ms.unwrap_or(0),
                     record.device,
+                    record.metrics,
                     restore,
                 ),
                 CacheCheck::Adoptable { outputs } => (
                     outputs,
                     prev.map_or(0, |p| p.duration_ms),
                     prev.map(|p| p.device.clone()),
+                    prev.map(|p| p.metrics.clone()).unwrap_or_default(),
                     Vec::new(),
                 ),
                 CacheCheck::Corrupt { object } => {
@@ -165,6 +173,7 @@ pub fn status(
                 &outputs,
                 device.as_deref().filter(|d| !d.is_empty()).unwrap_or("cpu"),
                 duration,
+                &metrics,
             )),
         });
     }

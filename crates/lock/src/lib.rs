@@ -57,9 +57,15 @@ pub struct Lockfile {
 pub struct LockedStage {
     /// The stage's cache key (blake3, hex).
     pub key: String,
-    /// The command as it ran, references resolved.
+    /// The command as it ran, references resolved (`run` stages).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cmd: String,
+    /// The builtin stage kind (`uses` stages).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uses: String,
+    /// Its options, references resolved (`uses` stages).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub with: serde_json::Value,
     /// The params the stage references.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
@@ -76,6 +82,9 @@ pub struct LockedStage {
     /// How long the stage's work took when it last ran.
     #[serde(default)]
     pub duration_ms: u64,
+    /// Headline numbers the stage reported (rows kept, accuracy…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// A file or directory with its content digest.

@@ -14,18 +14,20 @@ use sluice_spec::ResolvedStage;
 pub const KEY_VERSION: u32 = 1;
 
 /// What kind of work a stage does, with the version of its implementation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StageKind {
-    pub name: &'static str,
+    pub name: String,
     pub version: u32,
 }
 
 impl StageKind {
     /// A shell command.
-    pub const RUN: StageKind = StageKind {
-        name: "run",
-        version: 1,
-    };
+    pub fn run() -> StageKind {
+        StageKind {
+            name: "run".to_owned(),
+            version: 1,
+        }
+    }
 }
 
 /// An input's path and content digest, as the key sees it.
@@ -40,7 +42,11 @@ pub struct InputDigest {
 pub struct KeyMaterial<'a> {
     pub version: u32,
     pub kind: StageKind,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub command: &'a str,
+    /// A builtin stage's options, references resolved.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub with: &'a serde_json::Value,
     pub params: &'a BTreeMap<String, serde_json::Value>,
     pub env: &'a BTreeMap<String, String>,
     pub inputs: BTreeMap<&'a str, InputDigest>,
@@ -48,23 +54,28 @@ pub struct KeyMaterial<'a> {
 }
 
 impl<'a> KeyMaterial<'a> {
-    /// The key material of `stage`, given the digest of each of its inputs by name.
-    pub fn new(stage: &'a ResolvedStage, inputs: &BTreeMap<String, String>) -> KeyMaterial<'a> {
+    /// The key material of `stage` of `kind`, given each input's (path, digest) by name: the
+    /// declared inputs, and for builtin stages the files they read.
+    pub fn new(
+        stage: &'a ResolvedStage,
+        kind: StageKind,
+        inputs: &'a BTreeMap<String, (String, String)>,
+    ) -> KeyMaterial<'a> {
         KeyMaterial {
             version: KEY_VERSION,
-            kind: StageKind::RUN,
+            kind,
             command: &stage.command_template,
+            with: &stage.with,
             params: &stage.params,
             env: &stage.env,
-            inputs: stage
-                .inputs
+            inputs: inputs
                 .iter()
-                .map(|(name, source)| {
+                .map(|(name, (path, digest))| {
                     (
                         name.as_str(),
                         InputDigest {
-                            path: source.path().to_owned(),
-                            digest: inputs.get(name).cloned().unwrap_or_default(),
+                            path: path.clone(),
+                            digest: digest.clone(),
                         },
                     )
                 })

@@ -189,10 +189,10 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::KeyMaterial;
+    use crate::{KeyMaterial, StageKind};
 
     fn plan(src: &str) -> Result<Plan, SpecErrors> {
-        let wf = sluice_spec::load(Path::new("w.yaml"), src, &[])?;
+        let wf = sluice_spec::load(Path::new("w.yaml"), src, &[], &sluice_spec::NoKinds)?;
         Plan::new(wf)
     }
 
@@ -226,14 +226,15 @@ mod tests {
     fn keys_are_stable_and_sensitive() {
         let src = "version: 1\nname: t\nparams: {n: 1}\nstages:\n  a:\n    run: echo ${{ params.n }} > ${{ outputs.o }}\n    inputs: {i: in.txt}\n    outputs: {o: a.txt}\n";
         let p = plan(src).unwrap();
-        let digests = [("i".to_owned(), "00".repeat(32))].into();
-        let k1 = KeyMaterial::new(p.stage(0), &digests).key();
-        assert_eq!(k1, KeyMaterial::new(p.stage(0), &digests).key());
-        let other = [("i".to_owned(), "11".repeat(32))].into();
-        assert_ne!(k1, KeyMaterial::new(p.stage(0), &other).key());
+        let digests = [("i".to_owned(), ("in.txt".to_owned(), "00".repeat(32)))].into();
+        let key = |p: &Plan, d| KeyMaterial::new(p.stage(0), StageKind::run(), d).key();
+        let k1 = key(&p, &digests);
+        assert_eq!(k1, key(&p, &digests));
+        let other = [("i".to_owned(), ("in.txt".to_owned(), "11".repeat(32)))].into();
+        assert_ne!(k1, key(&p, &other));
         let p2 = plan(&src.replace("{n: 1}", "{n: 2}")).unwrap();
-        assert_ne!(k1, KeyMaterial::new(p2.stage(0), &digests).key());
-        let json = KeyMaterial::new(p.stage(0), &digests).canonical_json();
+        assert_ne!(k1, key(&p2, &digests));
+        let json = KeyMaterial::new(p.stage(0), StageKind::run(), &digests).canonical_json();
         assert!(json.contains("\"command\":\"echo ${{ params.n }} > ${{ outputs.o }}\""));
         assert!(!json.contains("/tmp"), "{json}");
     }

@@ -3,6 +3,7 @@
 //! and knows nothing of stores, scheduling, candle or polars.
 
 mod error;
+mod kinds;
 mod quantity;
 mod resolve;
 mod resolved;
@@ -12,6 +13,7 @@ mod workflow;
 mod yaml;
 
 pub use error::{Pos, SpecError, SpecErrors, closest, suggestion};
+pub use kinds::{KindInfo, KindOutput, Kinds, NoKinds, WithError};
 pub use quantity::{ByteSize, Span};
 pub use resolve::{ParamOverride, load, normalise_path};
 pub use resolved::{Dependency, InputSource, Needs, ResolvedStage, ResolvedWorkflow};

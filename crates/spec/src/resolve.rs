@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path};
 
 use crate::error::{Pos, SpecError, SpecErrors, suggestion};
+use crate::kinds::{KindInfo, Kinds};
 use crate::resolved::{Dependency, InputSource, Needs, ResolvedStage, ResolvedWorkflow};
 use crate::template::{self, Ref, Segment};
 use crate::workflow::{FORMAT_VERSION, Fallback, Stage, Workflow};
@@ -36,6 +37,7 @@ pub fn load(
     file: &Path,
     source: &str,
     overrides: &[ParamOverride],
+    kinds: &dyn Kinds,
 ) -> Result<ResolvedWorkflow, SpecErrors> {
     let map = yaml::source_map(file, source).map_err(SpecErrors)?;
     if map.span(&[]).is_none() {
@@ -51,6 +53,8 @@ pub fn load(
         source,
         map: &map,
         errors: Vec::new(),
+        kinds: kinds.kinds(),
+        checker: kinds,
     };
     let resolved = r.resolve(&workflow, overrides);
     if r.errors.is_empty() {
@@ -68,6 +72,18 @@ struct Resolver<'a> {
     source: &'a str,
     map: &'a SourceMap,
     errors: Vec<SpecError>,
+    kinds: Vec<KindInfo>,
+    checker: &'a dyn Kinds,
+}
+
+/// A file-name-safe form of the workflow's name, for default output paths.
+fn path_segment(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .collect();
+    let s = s.trim_matches('.').to_owned();
+    if s.is_empty() { "workflow".to_owned() } else { s }
 }
 
 /// Which references a field may hold.
@@ -219,6 +235,7 @@ impl Resolver<'_> {
                     }
                 }
             }
+            self.shape(name, stage);
             for key in stage.env.keys() {
                 if !is_env_name(key) {
                     self.error(
@@ -236,7 +253,8 @@ impl Resolver<'_> {
         for (name, stage) in &wf.stages {
             let mut outs = BTreeMap::new();
             let mut used = BTreeMap::new();
-            for (out, raw) in &stage.outputs {
+            for (out, raw) in self.declared_outputs(&wf.name, name, stage) {
+                let (out, raw) = (&out, &raw);
                 let at = ["stages", name.as_str(), "outputs", out.as_str()];
                 let no_io = Allowed {
                     stages: false,
@@ -304,6 +322,183 @@ impl Resolver<'_> {
             canonical,
             params: params.into_iter().collect(),
             stages,
+        }
+    }
+
+    fn kind(&self, name: &str) -> Option<&KindInfo> {
+        self.kinds.iter().find(|k| k.name == name)
+    }
+
+    /// A stage is a `run` stage or a `uses` stage, with the keys that go with each.
+    fn shape(&mut self, name: &str, stage: &Stage) {
+        let at = self.map.key_pos(&["stages", name]);
+        match (&stage.run, &stage.uses) {
+            (Some(_), Some(_)) => self.error(
+                self.map.key_pos(&["stages", name, "uses"]),
+                format!("stage `{name}` has both `run` and `uses`"),
+                Some("a stage runs a shell command (`run`) or a builtin stage kind (`uses`)".into()),
+            ),
+            (None, None) => {
+                let names: Vec<String> = self.kinds.iter().map(|k| format!("`{}`", k.name)).collect();
+                let hint = if names.is_empty() {
+                    "add `run: <shell command>`".to_owned()
+                } else {
+                    format!("add `run: <shell command>`, or `uses:` one of {}", names.join(", "))
+                };
+                self.error(at, format!("stage `{name}` has neither `run` nor `uses`"), Some(hint));
+            }
+            (None, Some(kind)) => {
+                if self.kind(kind).is_none() {
+                    let names: Vec<&str> = self.kinds.iter().map(|k| k.name.as_str()).collect();
+                    let hint = suggestion(kind, "stage kinds", names.iter().copied())
+                        .unwrap_or_else(|| "this sluice has no builtin stage kinds".to_owned());
+                    self.error_w(
+                        self.map.value_pos(&["stages", name, "uses"]),
+                        kind.chars().count(),
+                        format!("unknown stage kind `{kind}` in stage `{name}`"),
+                        Some(hint),
+                    );
+                }
+                for (key, present) in [
+                    ("inputs", !stage.inputs.is_empty()),
+                    ("env", !stage.env.is_empty()),
+                ] {
+                    if present {
+                        self.error(
+                            self.map.key_pos(&["stages", name, key]),
+                            format!("stage `{name}` uses `{kind}` and cannot have `{key}`"),
+                            Some("a builtin stage takes its inputs in `with:`, e.g. `data: ${{ stages.S.outputs.data }}`".into()),
+                        );
+                    }
+                }
+            }
+            (Some(_), None) => {
+                if stage.with.is_some() {
+                    self.error(
+                        self.map.key_pos(&["stages", name, "with"]),
+                        format!("stage `{name}` has `with` but no `uses`"),
+                        Some("`with` configures a builtin stage kind (`uses: …`); a `run` stage takes `inputs`, `outputs` and `env`".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A stage's outputs as (name, path as written): a `run` stage's declared ones, or a builtin
+    /// kind's, at their default paths unless `outputs:` moves them.
+    fn declared_outputs(&mut self, workflow: &str, name: &str, stage: &Stage) -> Vec<(String, String)> {
+        let Some(kind) = stage.uses.as_deref().and_then(|k| self.kind(k)).cloned() else {
+            return stage.outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        };
+        for out in stage.outputs.keys() {
+            if !kind.outputs.iter().any(|o| &o.name == out) {
+                let names: Vec<&str> = kind.outputs.iter().map(|o| o.name.as_str()).collect();
+                self.error(
+                    self.map.key_pos(&["stages", name, "outputs", out]),
+                    format!("stage kind `{}` has no output `{out}`", kind.name),
+                    suggestion(out, "outputs", names.iter().copied()),
+                );
+            }
+        }
+        kind.outputs
+            .iter()
+            .map(|o| {
+                let path = stage.outputs.get(&o.name).cloned().unwrap_or_else(|| {
+                    format!("build/{}/{name}/{}", path_segment(workflow), o.file)
+                });
+                (o.name.clone(), path)
+            })
+            .collect()
+    }
+
+    /// Resolves a builtin stage's `with:` (params to values, stage references to paths) and
+    /// checks it against its kind.
+    #[allow(clippy::too_many_arguments)]
+    fn with_options(
+        &mut self,
+        name: &str,
+        kind: &str,
+        raw: &serde_json::Value,
+        params: &BTreeMap<String, serde_json::Value>,
+        graph: &HashMap<&str, &BTreeMap<String, String>>,
+        used: &mut BTreeMap<String, serde_json::Value>,
+        deps: &mut Vec<Dependency>,
+        inputs: &mut BTreeMap<String, InputSource>,
+    ) -> serde_json::Value {
+        let mut path = vec!["stages".to_owned(), name.to_owned(), "with".to_owned()];
+        let resolved = self.resolve_value(raw, &mut path, params, graph, used, deps, inputs);
+        if self.kind(kind).is_some() {
+            for e in self.checker.check(kind, &resolved) {
+                let mut at: Vec<&str> = vec!["stages", name, "with"];
+                at.extend(e.path.iter().map(String::as_str));
+                let pos = self.map.key_pos(&at);
+                let shown = if e.path.is_empty() { String::new() } else { format!("`{}` ", e.path.join(".")) };
+                self.error(
+                    pos,
+                    format!("stage `{name}` ({kind}): {shown}{}", e.message),
+                    e.hint,
+                );
+            }
+        }
+        resolved
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_value(
+        &mut self,
+        value: &serde_json::Value,
+        path: &mut Vec<String>,
+        params: &BTreeMap<String, serde_json::Value>,
+        graph: &HashMap<&str, &BTreeMap<String, String>>,
+        used: &mut BTreeMap<String, serde_json::Value>,
+        deps: &mut Vec<Dependency>,
+        inputs: &mut BTreeMap<String, InputSource>,
+    ) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in map {
+                    path.push(k.clone());
+                    let r = self.resolve_value(v, path, params, graph, used, deps, inputs);
+                    path.pop();
+                    out.insert(k.clone(), r);
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(items) => {
+                let mut out = Vec::new();
+                for (i, v) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    out.push(self.resolve_value(v, path, params, graph, used, deps, inputs));
+                    path.pop();
+                }
+                serde_json::Value::Array(out)
+            }
+            serde_json::Value::String(text) => {
+                let at: Vec<&str> = path.iter().map(String::as_str).collect();
+                // A string that is exactly one param reference takes the param's value and type.
+                if let Ok(segs) = template::parse(text.trim())
+                    && let [Segment::Ref { target: Ref::Param(p), .. }] = segs.as_slice()
+                    && let Some(v) = params.get(p)
+                {
+                    used.insert(p.clone(), v.clone());
+                    return v.clone();
+                }
+                let before = deps.len();
+                let allowed = Allowed { stages: true, io: false };
+                let resolved = self
+                    .interpolate_with(text, &at, allowed, params, Some(graph), used, Some(deps), None)
+                    .unwrap_or_default();
+                let name = format!("with.{}", path[3..].join("."));
+                for dep in &deps[before..] {
+                    if let Some(p) = graph.get(dep.stage.as_str()).and_then(|o| o.get(&dep.output)) {
+                        let key = if deps.len() - before == 1 { name.clone() } else { format!("{name}.{}.{}", dep.stage, dep.output) };
+                        inputs.insert(key, InputSource::Stage { stage: dep.stage.clone(), output: dep.output.clone(), path: p.clone() });
+                    }
+                }
+                serde_json::Value::String(resolved)
+            }
+            other => other.clone(),
         }
     }
 
@@ -382,6 +577,30 @@ impl Resolver<'_> {
         let mut deps: Vec<Dependency> = Vec::new();
         let mut inputs = BTreeMap::new();
         let graph = Some(output_index);
+        if let Some(kind) = &stage.uses {
+            let raw = stage.with.clone().unwrap_or(serde_json::Value::Object(serde_json::Map::new()));
+            let with = self.with_options(name, kind, &raw, params, output_index, &mut used, &mut deps, &mut inputs);
+            self.no_self_reference(name, &deps);
+            let needs = self.needs(name, stage);
+            return ResolvedStage {
+                name: name.to_owned(),
+                desc: stage.desc.clone(),
+                pos: self.map.key_pos(&["stages", name]),
+                command_template: String::new(),
+                command: String::new(),
+                uses: Some(kind.clone()),
+                with,
+                params: used,
+                inputs,
+                outputs: outputs.clone(),
+                env: BTreeMap::new(),
+                dependencies: deps,
+                needs,
+                retries: stage.retries.unwrap_or(0),
+                timeout: stage.timeout.map(|t| t.0),
+            };
+        }
+        let run = stage.run.clone().unwrap_or_default();
 
         for (input, raw) in &stage.inputs {
             let at = ["stages", name, "inputs", input.as_str()];
@@ -460,7 +679,7 @@ impl Resolver<'_> {
         };
         let before = deps.len();
         let command = self.interpolate_io(
-            &stage.run,
+            &run,
             &["stages", name, "run"],
             params,
             graph,
@@ -490,22 +709,17 @@ impl Resolver<'_> {
                 });
             }
         }
-        if deps.iter().any(|d| d.stage == name) {
-            let d = deps.iter().find(|d| d.stage == name).map(|d| d.pos);
-            self.error(
-                d.unwrap_or(self.map.key_pos(&["stages", name])),
-                format!("stage `{name}` refers to its own output"),
-                Some("a stage cannot depend on itself".into()),
-            );
-        }
+        self.no_self_reference(name, &deps);
 
         let needs = self.needs(name, stage);
         ResolvedStage {
             name: name.to_owned(),
             desc: stage.desc.clone(),
             pos: self.map.key_pos(&["stages", name]),
-            command_template: stage.run.clone(),
+            command_template: run.clone(),
             command: command.unwrap_or_default(),
+            uses: None,
+            with: serde_json::Value::Null,
             params: used,
             inputs,
             outputs: outputs.clone(),
@@ -514,6 +728,16 @@ impl Resolver<'_> {
             needs,
             retries: stage.retries.unwrap_or(0),
             timeout: stage.timeout.map(|t| t.0),
+        }
+    }
+
+    fn no_self_reference(&mut self, name: &str, deps: &[Dependency]) {
+        if let Some(d) = deps.iter().find(|d| d.stage == name) {
+            self.error(
+                d.pos,
+                format!("stage `{name}` refers to its own output"),
+                Some("a stage cannot depend on itself".into()),
+            );
         }
     }
 

@@ -68,14 +68,19 @@ pub struct ResolvedStage {
     pub desc: Option<String>,
     /// Where the stage's name is written.
     pub pos: Pos,
-    /// The command as written, references unresolved (part of the cache key).
+    /// The command as written, references unresolved (part of the cache key); empty for a
+    /// builtin stage.
     pub command_template: String,
-    /// The command to run, every reference replaced.
+    /// The command to run, every reference replaced; empty for a builtin stage.
     pub command: String,
+    /// The builtin stage kind, for a `uses` stage.
+    pub uses: Option<String>,
+    /// Its options, references resolved (part of the cache key); `null` for a `run` stage.
+    pub with: serde_json::Value,
     /// The params this stage references, with their values (part of the cache key).
     pub params: BTreeMap<String, serde_json::Value>,
     /// Named inputs. References to stage outputs written in `run` or `env` rather than `inputs`
-    /// appear here too, named `stages.S.outputs.O`.
+    /// appear here too, named `stages.S.outputs.O`; those in `with` are named `with.PATH`.
     pub inputs: BTreeMap<String, InputSource>,
     /// Named outputs and their normalised workspace-relative paths.
     pub outputs: BTreeMap<String, String>,

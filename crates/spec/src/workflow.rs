@@ -43,7 +43,8 @@ enum ParamValueSchema {
     Map(BTreeMap<String, serde_json::Value>),
 }
 
-/// One stage: a shell command with declared inputs and outputs.
+/// One stage: a shell command (`run`) with declared inputs and outputs, or a builtin stage kind
+/// (`uses`) configured by `with`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
@@ -52,17 +53,28 @@ pub struct Stage {
     pub desc: Option<String>,
     /// The shell command (run with `sh -c` in the workspace root). It may reference
     /// `${{ params.NAME }}`, `${{ inputs.NAME }}`, `${{ outputs.NAME }}` (their paths) and
-    /// `${{ stages.STAGE.outputs.NAME }}`.
-    pub run: String,
-    /// Named inputs: a workspace path (file or directory) or `${{ stages.STAGE.outputs.NAME }}`.
-    /// Their content digests are part of the stage's cache key.
+    /// `${{ stages.STAGE.outputs.NAME }}`. A stage has either `run` or `uses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// A builtin stage kind (`collect`, `clean`, `augment`, `split`…), configured by `with`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<String>,
+    /// Options of a builtin stage kind. A value that is exactly `${{ params.NAME }}` takes the
+    /// param's value; `${{ stages.STAGE.outputs.NAME }}` stands for that output's path and makes
+    /// it an input of this stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub with: Option<serde_json::Value>,
+    /// Named inputs of a `run` stage: a workspace path (file or directory) or
+    /// `${{ stages.STAGE.outputs.NAME }}`. Their content digests are part of the stage's cache key.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub inputs: IndexMap<String, String>,
     /// Named outputs: workspace paths (files or directories) that the command writes. They are
-    /// stored in the content-addressed cache and restored from it.
+    /// stored in the content-addressed cache and restored from it. For a `uses` stage, they
+    /// override where its outputs go (default `build/WORKFLOW/STAGE/FILE`).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub outputs: IndexMap<String, String>,
-    /// Environment variables set for the command; part of the cache key.
+    /// Environment variables set for the command of a `run` stage; part of the cache key.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub env: IndexMap<String, String>,
     /// What the stage needs to run; the scheduler waits until it is free. Not part of the key.

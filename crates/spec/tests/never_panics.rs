@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use sluice_spec::{ParamOverride, load};
+use sluice_spec::{NoKinds, ParamOverride, load};
 
 const VALID: &str = r#"version: 1
 name: demo
@@ -32,7 +32,7 @@ stages:
 
 /// Every error must carry a position inside the file (or line 0 for file-level problems).
 fn check(src: &str, overrides: &[ParamOverride]) {
-    if let Err(errors) = load(Path::new("w.yaml"), src, overrides) {
+    if let Err(errors) = load(Path::new("w.yaml"), src, overrides, &NoKinds) {
         assert!(!errors.errors().is_empty());
         // YAML counts `\r`, `\n` and `\r\n` as line breaks; an error may sit just past the end.
         let lines = src.matches(['\n', '\r']).count() + 2;
@@ -45,7 +45,7 @@ fn check(src: &str, overrides: &[ParamOverride]) {
 
 #[test]
 fn the_valid_workflow_is_valid() {
-    let wf = load(Path::new("w.yaml"), VALID, &[]).expect("valid");
+    let wf = load(Path::new("w.yaml"), VALID, &[], &NoKinds).expect("valid");
     assert_eq!(wf.stages.len(), 2);
 }
 

@@ -29,6 +29,9 @@ pub struct StageRecord {
     /// Where the stage ran: `cpu`, `gpu:1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// Headline numbers the stage reported.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// The records table.
@@ -151,6 +154,7 @@ mod tests {
             ]),
             duration_ms: Some(1234),
             device: Some("gpu:1".into()),
+            metrics: BTreeMap::from([("rows".to_owned(), 12.0)]),
         }
     }
 

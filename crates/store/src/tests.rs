@@ -532,6 +532,7 @@ fn records_round_trip_and_garbage_reads_as_absent() {
         outputs: BTreeMap::from([("out".to_owned(), ws.put("out"))]),
         duration_ms: Some(42),
         device: None,
+        metrics: BTreeMap::new(),
     };
     assert_eq!(ws.store.record(&key).unwrap(), None);
     ws.store.put_record(&key, &record).unwrap();
