@@ -34,6 +34,17 @@ pub enum Command {
     Gc(GcArgs),
     /// Print the device inventory that stages are placed on.
     Devices(DevicesArgs),
+    /// List the builtin stage kinds (`uses:`), or describe one: its outputs and options.
+    Stages(StagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StagesArgs {
+    /// A stage kind to describe.
+    pub kind: Option<String>,
+    /// Print as JSON on stdout (the kind's JSON Schema, with a KIND).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How progress is shown on stderr.

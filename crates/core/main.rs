@@ -9,6 +9,7 @@ mod exit;
 mod gc;
 mod report;
 mod run;
+mod stages;
 mod status;
 mod workspace;
 
@@ -88,6 +89,7 @@ fn dispatch(command: Command) -> Result<u8> {
         }
         Command::Gc(args) => gc::gc(args),
         Command::Devices(args) => devices::devices(args),
+        Command::Stages(args) => stages::stages(args),
     }
 }
 

@@ -1,0 +1,100 @@
+//! `sluice stages`: the builtin stage kinds, their outputs and their options.
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+
+use crate::catalog::catalog;
+use crate::cli::StagesArgs;
+use crate::exit;
+use crate::report::print_json;
+
+/// One line per option: name, type, description (from the kind's JSON Schema).
+fn options(schema: &Value) -> Vec<String> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let width = props.keys().map(String::len).max().unwrap_or(0);
+    props
+        .iter()
+        .map(|(name, p)| {
+            let ty = p
+                .get("type")
+                .map(|t| match t {
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .filter(|t| *t != "null")
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                    other => other.as_str().unwrap_or("").to_owned(),
+                })
+                .unwrap_or_default();
+            let desc = p
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("");
+            let req = if required.contains(&name.as_str()) { " (required)" } else { "" };
+            format!("  {name:<width$}  {ty:<8} {desc}{req}")
+        })
+        .collect()
+}
+
+pub fn stages(args: StagesArgs) -> Result<u8> {
+    let catalog = catalog();
+    match &args.kind {
+        None => {
+            if args.json {
+                let list: Vec<Value> = catalog
+                    .kinds()
+                    .map(|k| {
+                        serde_json::json!({
+                            "name": k.name(),
+                            "version": k.version(),
+                            "description": k.description(),
+                            "outputs": k.outputs().iter().map(|o| serde_json::json!({"name": o.name, "file": o.file, "description": o.description})).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                print_json(&list);
+                return Ok(exit::OK);
+            }
+            let width = catalog.kinds().map(|k| k.name().len()).max().unwrap_or(0);
+            for k in catalog.kinds() {
+                println!("{:<width$}  {}", k.name(), k.description());
+            }
+            if catalog.kinds().next().is_none() {
+                println!("this sluice has no builtin stage kinds");
+            }
+        }
+        Some(name) => {
+            let Some(kind) = catalog.get(name) else {
+                let names: Vec<&str> = catalog.kinds().map(|k| k.name()).collect();
+                let hint = sluice_spec::suggestion(name, "stage kinds", names.iter().copied())
+                    .unwrap_or_default();
+                bail!("no stage kind `{name}`\n  = hint: {hint}");
+            };
+            if args.json {
+                print_json(&kind.schema());
+                return Ok(exit::OK);
+            }
+            println!("{} (version {}): {}", kind.name(), kind.version(), kind.description());
+            println!("outputs:");
+            for o in kind.outputs() {
+                println!("  {:<10} {:<16} {}", o.name, o.file, o.description);
+            }
+            println!("options (`with:`):");
+            for line in options(&kind.schema()) {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
