@@ -257,7 +257,8 @@ fn the_quickstart_runs_and_then_comes_from_the_cache() {
     assert!(r.statuses().iter().all(|(_, s)| s == "ran"), "{}", r.stdout);
     let report = t.read("reports/quickstart.md");
     assert!(report.contains("| rows in | 3460 |"), "{report}");
-    assert!(report.contains("| dropped duplicate |"), "{report}");
+    assert!(report.contains("| dedup_normalized: removed |"), "{report}");
+    assert!(t.exists("build/quickstart/split/train.parquet"));
     let r = t.sluice(&["run", "--json"]).ok();
     assert!(
         r.statuses().iter().all(|(_, s)| s == "cached"),
@@ -267,4 +268,9 @@ fn the_quickstart_runs_and_then_comes_from_the_cache() {
     let r = t.sluice(&["run", "--json", "-p", "min_chars=30"]).ok();
     assert_eq!(r.status_of("collect"), "cached");
     assert_eq!(r.status_of("clean"), "ran");
+    let r = t
+        .sluice(&["run", "--json", "-p", "min_chars=30", "-p", "seed=8"])
+        .ok();
+    assert_eq!(r.status_of("clean"), "cached");
+    assert_eq!(r.status_of("augment"), "ran");
 }

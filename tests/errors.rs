@@ -120,7 +120,11 @@ fn wrong_types() {
     );
     check(
         "version: 1\nname: x\nstages:\n  a:\n    inputs: {}\n",
-        &["stage `a` has neither `run` nor `uses`", "wf.yaml:4:3", "add `run: <shell command>`"],
+        &[
+            "stage `a` has neither `run` nor `uses`",
+            "wf.yaml:4:3",
+            "add `run: <shell command>`",
+        ],
     );
 }
 

@@ -4,6 +4,7 @@ mod support;
 
 mod cache;
 mod cli;
+mod data;
 mod errors;
 mod failures;
 mod robustness;

@@ -212,3 +212,39 @@ fn sigterm_cancels_like_ctrl_c() {
         "{lock}"
     );
 }
+
+/// Whether any process's command line contains `needle`.
+fn running(needle: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn commands_left_running_by_a_killed_sluice_are_stopped_by_the_next() {
+    let t = Test::new();
+    t.workflow("version: 1\nname: orphan\nstages:\n  slow:\n    run: touch started; sleep 123.4567; echo > ${{ outputs.o }}\n    outputs: {o: o.txt}\n");
+    let mut child = t
+        .command(&["run", "wf.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&t.path("started"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        running("sleep 123.4567"),
+        "the command outlives a kill -9 of sluice"
+    );
+    let r = t.sluice(&["status", "wf.yaml"]).ok();
+    r.stderr_has("died in this workspace; stopped 1 command it left running");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!running("sleep 123.4567"), "the next sluice stops it");
+}

@@ -6,7 +6,11 @@ use sluice_stage::Catalog;
 
 /// Every builtin stage kind.
 pub fn catalog() -> Catalog {
-    Catalog::new()
+    let mut catalog = Catalog::new();
+    for kind in sluice_data::kinds() {
+        catalog.add(kind);
+    }
+    catalog
 }
 
 /// The catalog as the spec sees it.

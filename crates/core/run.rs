@@ -37,6 +37,15 @@ pub fn open_locked(root: &Path) -> Result<(Arc<Store>, sluice_store::WorkspaceLo
         })
         .context("cannot lock the workspace")?;
     store.clean_tmp().context("cannot clean .sluice/tmp")?;
+    if let Some(pid) = lock.crashed_holder() {
+        let killed = sluice_exec::reap_orphans(store.workspace());
+        if killed > 0 {
+            eprintln!(
+                "warning: a previous sluice (pid {pid}) died in this workspace; stopped {killed} command{} it left running",
+                if killed == 1 { "" } else { "s" }
+            );
+        }
+    }
     Ok((Arc::new(store), lock))
 }
 
@@ -47,7 +56,8 @@ pub fn read_lockfile(loaded: &Loaded, store: &Store) -> Result<Option<Lockfile>>
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot read {}", loaded.lock_shown().display()));
+            return Err(e)
+                .with_context(|| format!("cannot read {}", loaded.lock_shown().display()));
         }
     };
     let key = crate::workspace::memo_key("lockfile", &[text.as_bytes()]);
@@ -194,7 +204,12 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let previous = read_lockfile(&loaded, &store)?;
 
     if args.dry_run || args.frozen {
-        let report = sluice_exec::status(&loaded.plan, &store, previous.as_ref(), &crate::catalog::catalog())?;
+        let report = sluice_exec::status(
+            &loaded.plan,
+            &store,
+            previous.as_ref(),
+            &crate::catalog::catalog(),
+        )?;
         store.flush()?;
         if args.dry_run {
             crate::status::print_plan(&loaded, &report, args.json);

@@ -41,7 +41,11 @@ fn options(schema: &Value) -> Vec<String> {
                 .lines()
                 .next()
                 .unwrap_or("");
-            let req = if required.contains(&name.as_str()) { " (required)" } else { "" };
+            let req = if required.contains(&name.as_str()) {
+                " (required)"
+            } else {
+                ""
+            };
             format!("  {name:<width$}  {ty:<8} {desc}{req}")
         })
         .collect()
@@ -85,7 +89,12 @@ pub fn stages(args: StagesArgs) -> Result<u8> {
                 print_json(&kind.schema());
                 return Ok(exit::OK);
             }
-            println!("{} (version {}): {}", kind.name(), kind.version(), kind.description());
+            println!(
+                "{} (version {}): {}",
+                kind.name(),
+                kind.version(),
+                kind.description()
+            );
             println!("outputs:");
             for o in kind.outputs() {
                 println!("  {:<10} {:<16} {}", o.name, o.file, o.description);

@@ -27,7 +27,12 @@ pub fn status(args: StatusArgs) -> Result<u8> {
         Some(&store),
     )?;
     let previous = read_lockfile(&loaded, &store)?;
-    let report = sluice_exec::status(&loaded.plan, &store, previous.as_ref(), &crate::catalog::catalog())?;
+    let report = sluice_exec::status(
+        &loaded.plan,
+        &store,
+        previous.as_ref(),
+        &crate::catalog::catalog(),
+    )?;
     store.flush()?;
     if args.json {
         print_json(&Json {

@@ -123,8 +123,13 @@ fn resolve(
         return Ok(wf);
     }
     let catalog = crate::catalog::catalog();
-    let wf = sluice_spec::load(shown, source, params, &crate::catalog::CatalogKinds(&catalog))
-        .map_err(Failure::Spec)?;
+    let wf = sluice_spec::load(
+        shown,
+        source,
+        params,
+        &crate::catalog::CatalogKinds(&catalog),
+    )
+    .map_err(Failure::Spec)?;
     if let Some(store) = memo
         && let Ok(bytes) = serde_json::to_vec(&wf)
     {

@@ -56,7 +56,12 @@ pub fn locked_stage(
         env: stage.env.clone(),
         inputs: inputs
             .iter()
-            .map(|(name, a)| (name.clone(), locked(&crate::cache::input_path(stage, name), a)))
+            .map(|(name, a)| {
+                (
+                    name.clone(),
+                    locked(&crate::cache::input_path(stage, name), a),
+                )
+            })
             .collect(),
         outputs: outputs
             .iter()

@@ -56,7 +56,12 @@ pub fn hash_inputs(
         let reads = kind
             .reads(&stage.with, store.workspace())
             .map_err(|e| InputError::Reads(e.to_string()))?;
+        let upstream: Vec<&str> = stage.inputs.values().map(InputSource::path).collect();
         for path in reads {
+            // Upstream outputs are inputs already, by their stage's result.
+            if upstream.contains(&path.as_str()) {
+                continue;
+            }
             let artifact = match store.hash_path(Path::new(&path)) {
                 Ok(a) => a,
                 Err(StoreError::NotFound { .. }) => {

@@ -21,6 +21,7 @@ pub use devices::{Gpu, Inventory, parse_devices};
 pub use observer::{Observer, Silent};
 pub use outcome::{StageOutcome, StageStatus};
 pub use placement::Grant;
+pub use process::reap_orphans;
 pub use reason::Reason;
 pub use runner::{RunOptions, RunReport, Unplaceable, check_placement, run};
 pub use status::{Freshness, StageState, StatusReport, status};

@@ -747,7 +747,14 @@ async fn execute(
             reasons,
             started,
         };
-        commit(&commit_ctx, i, pending, &commit_device, duration_ms, metrics)
+        commit(
+            &commit_ctx,
+            i,
+            pending,
+            &commit_device,
+            duration_ms,
+            metrics,
+        )
     })
     .await;
     with_grant(match committed {

@@ -80,10 +80,20 @@ struct Resolver<'a> {
 fn path_segment(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let s = s.trim_matches('.').to_owned();
-    if s.is_empty() { "workflow".to_owned() } else { s }
+    if s.is_empty() {
+        "workflow".to_owned()
+    } else {
+        s
+    }
 }
 
 /// Which references a field may hold.
@@ -336,16 +346,26 @@ impl Resolver<'_> {
             (Some(_), Some(_)) => self.error(
                 self.map.key_pos(&["stages", name, "uses"]),
                 format!("stage `{name}` has both `run` and `uses`"),
-                Some("a stage runs a shell command (`run`) or a builtin stage kind (`uses`)".into()),
+                Some(
+                    "a stage runs a shell command (`run`) or a builtin stage kind (`uses`)".into(),
+                ),
             ),
             (None, None) => {
-                let names: Vec<String> = self.kinds.iter().map(|k| format!("`{}`", k.name)).collect();
+                let names: Vec<String> =
+                    self.kinds.iter().map(|k| format!("`{}`", k.name)).collect();
                 let hint = if names.is_empty() {
                     "add `run: <shell command>`".to_owned()
                 } else {
-                    format!("add `run: <shell command>`, or `uses:` one of {}", names.join(", "))
+                    format!(
+                        "add `run: <shell command>`, or `uses:` one of {}",
+                        names.join(", ")
+                    )
                 };
-                self.error(at, format!("stage `{name}` has neither `run` nor `uses`"), Some(hint));
+                self.error(
+                    at,
+                    format!("stage `{name}` has neither `run` nor `uses`"),
+                    Some(hint),
+                );
             }
             (None, Some(kind)) => {
                 if self.kind(kind).is_none() {
@@ -386,9 +406,18 @@ impl Resolver<'_> {
 
     /// A stage's outputs as (name, path as written): a `run` stage's declared ones, or a builtin
     /// kind's, at their default paths unless `outputs:` moves them.
-    fn declared_outputs(&mut self, workflow: &str, name: &str, stage: &Stage) -> Vec<(String, String)> {
+    fn declared_outputs(
+        &mut self,
+        workflow: &str,
+        name: &str,
+        stage: &Stage,
+    ) -> Vec<(String, String)> {
         let Some(kind) = stage.uses.as_deref().and_then(|k| self.kind(k)).cloned() else {
-            return stage.outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            return stage
+                .outputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
         };
         for out in stage.outputs.keys() {
             if !kind.outputs.iter().any(|o| &o.name == out) {
@@ -432,7 +461,11 @@ impl Resolver<'_> {
                 let mut at: Vec<&str> = vec!["stages", name, "with"];
                 at.extend(e.path.iter().map(String::as_str));
                 let pos = self.map.key_pos(&at);
-                let shown = if e.path.is_empty() { String::new() } else { format!("`{}` ", e.path.join(".")) };
+                let shown = if e.path.is_empty() {
+                    String::new()
+                } else {
+                    format!("`{}` ", e.path.join("."))
+                };
                 self.error(
                     pos,
                     format!("stage `{name}` ({kind}): {shown}{}", e.message),
@@ -478,22 +511,53 @@ impl Resolver<'_> {
                 let at: Vec<&str> = path.iter().map(String::as_str).collect();
                 // A string that is exactly one param reference takes the param's value and type.
                 if let Ok(segs) = template::parse(text.trim())
-                    && let [Segment::Ref { target: Ref::Param(p), .. }] = segs.as_slice()
+                    && let [
+                        Segment::Ref {
+                            target: Ref::Param(p),
+                            ..
+                        },
+                    ] = segs.as_slice()
                     && let Some(v) = params.get(p)
                 {
                     used.insert(p.clone(), v.clone());
                     return v.clone();
                 }
                 let before = deps.len();
-                let allowed = Allowed { stages: true, io: false };
+                let allowed = Allowed {
+                    stages: true,
+                    io: false,
+                };
                 let resolved = self
-                    .interpolate_with(text, &at, allowed, params, Some(graph), used, Some(deps), None)
+                    .interpolate_with(
+                        text,
+                        &at,
+                        allowed,
+                        params,
+                        Some(graph),
+                        used,
+                        Some(deps),
+                        None,
+                    )
                     .unwrap_or_default();
                 let name = format!("with.{}", path[3..].join("."));
                 for dep in &deps[before..] {
-                    if let Some(p) = graph.get(dep.stage.as_str()).and_then(|o| o.get(&dep.output)) {
-                        let key = if deps.len() - before == 1 { name.clone() } else { format!("{name}.{}.{}", dep.stage, dep.output) };
-                        inputs.insert(key, InputSource::Stage { stage: dep.stage.clone(), output: dep.output.clone(), path: p.clone() });
+                    if let Some(p) = graph
+                        .get(dep.stage.as_str())
+                        .and_then(|o| o.get(&dep.output))
+                    {
+                        let key = if deps.len() - before == 1 {
+                            name.clone()
+                        } else {
+                            format!("{name}.{}.{}", dep.stage, dep.output)
+                        };
+                        inputs.insert(
+                            key,
+                            InputSource::Stage {
+                                stage: dep.stage.clone(),
+                                output: dep.output.clone(),
+                                path: p.clone(),
+                            },
+                        );
                     }
                 }
                 serde_json::Value::String(resolved)
@@ -578,8 +642,20 @@ impl Resolver<'_> {
         let mut inputs = BTreeMap::new();
         let graph = Some(output_index);
         if let Some(kind) = &stage.uses {
-            let raw = stage.with.clone().unwrap_or(serde_json::Value::Object(serde_json::Map::new()));
-            let with = self.with_options(name, kind, &raw, params, output_index, &mut used, &mut deps, &mut inputs);
+            let raw = stage
+                .with
+                .clone()
+                .unwrap_or(serde_json::Value::Object(serde_json::Map::new()));
+            let with = self.with_options(
+                name,
+                kind,
+                &raw,
+                params,
+                output_index,
+                &mut used,
+                &mut deps,
+                &mut inputs,
+            );
             self.no_self_reference(name, &deps);
             let needs = self.needs(name, stage);
             return ResolvedStage {

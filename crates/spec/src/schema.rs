@@ -27,6 +27,50 @@ fn prefix_refs(value: &mut Value, prefix: &str) {
     }
 }
 
+/// The schema of a value written as a reference (`${{ params.seed }}`), allowed for every option.
+fn reference() -> Value {
+    json!({"type": "string", "pattern": "^\\s*\\$\\{\\{[^}]*\\}\\}\\s*$"})
+}
+
+/// Lets every option of a kind's schema be written as a reference instead of its value: each
+/// property, item and additional-property schema becomes `anyOf: [itself, reference]`.
+fn allow_references(schema: &mut Value) {
+    let Value::Object(map) = schema else { return };
+    for key in ["properties", "$defs", "definitions"] {
+        if let Some(Value::Object(children)) = map.get_mut(key) {
+            for child in children.values_mut() {
+                allow_references(child);
+                if key == "properties" {
+                    wrap(child);
+                }
+            }
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = map.get_mut(key)
+            && child.is_object()
+        {
+            allow_references(child);
+            wrap(child);
+        }
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(Value::Array(items)) = map.get_mut(key) {
+            items.iter_mut().for_each(allow_references);
+        }
+    }
+}
+
+fn wrap(schema: &mut Value) {
+    let inner = std::mem::take(schema);
+    let description = inner.get("description").cloned();
+    let mut wrapped = json!({"anyOf": [inner, reference()]});
+    if let (Some(d), Value::Object(w)) = (description, &mut wrapped) {
+        w.insert("description".into(), d);
+    }
+    *schema = wrapped;
+}
+
 /// The JSON Schema for workflow files, pretty-printed, ending with a newline.
 pub fn json_schema(kinds: &[KindInfo]) -> String {
     let schema = schemars::schema_for!(Workflow);
@@ -46,6 +90,7 @@ pub fn json_schema(kinds: &[KindInfo]) -> String {
     let mut conditions = Vec::new();
     for kind in kinds {
         let mut with = kind.schema.clone();
+        allow_references(&mut with);
         prefix_refs(&mut with, &kind.name);
         if let Some(w) = with.as_object_mut() {
             if let Some(Value::Object(nested)) = w.remove("$defs") {

@@ -150,8 +150,9 @@ pub trait StageKind: Send + Sync {
     /// alone is the param's value (a number stays a number), `${{ stages.S.outputs.O }}` is that
     /// output's workspace-relative path.
     fn check(&self, with: &serde_json::Value) -> Vec<OptionError>;
-    /// The workspace files and directories it reads besides upstream outputs (sources, say),
-    /// relative to the workspace, globs expanded: their digests enter the key. `with` is resolved.
+    /// Every workspace file and directory it reads, relative to the workspace, globs expanded:
+    /// their digests enter the key (the engine skips those that are upstream outputs, whose
+    /// digests are in the key already). `with` is resolved.
     fn reads(&self, with: &serde_json::Value, workspace: &Path) -> Result<Vec<String>, StageError> {
         let _ = (with, workspace);
         Ok(Vec::new())

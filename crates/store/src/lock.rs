@@ -16,6 +16,7 @@ use crate::error::StoreError;
 pub struct WorkspaceLock {
     file: File,
     path: PathBuf,
+    crashed: Option<u32>,
 }
 
 impl WorkspaceLock {
@@ -40,6 +41,11 @@ impl WorkspaceLock {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(path)(e)),
         }
+        // A holder clears its pid when it lets go; a pid still there means it died holding it.
+        let crashed = fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|pid| *pid != std::process::id());
         let mut writer = &file;
         writer
             .set_len(0)
@@ -49,11 +55,17 @@ impl WorkspaceLock {
         Ok(WorkspaceLock {
             file,
             path: path.to_path_buf(),
+            crashed,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The pid of a previous holder that died without letting go (killed, crashed), if any.
+    pub fn crashed_holder(&self) -> Option<u32> {
+        self.crashed
     }
 }
 

@@ -1,0 +1,624 @@
+//! `clean`: normalises text, strips and scrubs it, filters rows and removes duplicates and near
+//! duplicates, counting what every rule did.
+//!
+//! The rules run in a fixed order, whatever the order of the options: `normalize`, `strip` (each
+//! pattern), `scrub` (email, url, phone), `drop_regex` (each pattern), `drop_empty_output`,
+//! `min_chars`, `max_chars`, `min_words`, `max_words`, `dedup`, `near_dedup`. A rule that removes
+//! rows sees only the rows every earlier rule kept.
+
+use std::collections::HashSet;
+
+use rayon::prelude::*;
+use regex::Regex;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sluice_stage::{OptionError, OutputSpec, StageContext, StageError, StageKind, StageReport};
+
+use crate::minhash::{self, Lsh, MinHasher};
+use crate::options;
+use crate::schema::{self, Example};
+use crate::stats::{RuleCount, Stats};
+use crate::text;
+use crate::{DATA, STATS, data_outputs};
+
+/// Options of `clean`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanOptions {
+    /// The examples to clean: an upstream `data` output, like
+    /// `${{ stages.collect.outputs.data }}`.
+    pub data: String,
+    /// Unicode NFC and whitespace normalisation of `input`, `output` and message contents:
+    /// whitespace runs become one space, line breaks `\n`, at most one blank line in a row,
+    /// ends trimmed. Default `true`.
+    #[serde(default = "yes")]
+    pub normalize: bool,
+    /// Regular expressions whose matches are removed from `input`, `output` and message
+    /// contents, e.g. `'\$[A-Z]{1,5}\b'` for stock tickers. Whitespace is normalised again
+    /// where something was removed.
+    #[serde(default)]
+    pub strip: Vec<String>,
+    /// Personal data to replace by placeholders in `input`, `output` and message contents:
+    /// `email` → `<EMAIL>`, `url` → `<URL>`, `phone` → `<PHONE>` (applied in that order).
+    #[serde(default)]
+    pub scrub: Vec<Scrub>,
+    /// Drop rows whose `input` or `output` matches any of these regular expressions.
+    #[serde(default)]
+    pub drop_regex: Vec<String>,
+    /// Drop rows whose `output` is empty (or only whitespace). Default `false`.
+    #[serde(default)]
+    pub drop_empty_output: bool,
+    /// Drop rows where a field of `length_fields` has fewer characters.
+    #[serde(default)]
+    pub min_chars: Option<usize>,
+    /// Drop rows where a field of `length_fields` has more characters.
+    #[serde(default)]
+    pub max_chars: Option<usize>,
+    /// Drop rows where a field of `length_fields` has fewer whitespace-separated words.
+    #[serde(default)]
+    pub min_words: Option<usize>,
+    /// Drop rows where a field of `length_fields` has more whitespace-separated words.
+    #[serde(default)]
+    pub max_words: Option<usize>,
+    /// The fields the length filters measure, each on its own: a row is kept only if every
+    /// listed field is within every bound. Default `[input, output]`; use `[input]` for
+    /// plain-text data, whose `output` is empty.
+    #[serde(default = "both_fields")]
+    pub length_fields: Vec<TextField>,
+    /// Duplicate removal, keeping the first row: `none` (default), `exact` (identical fields),
+    /// or `normalized` (equal after lowercasing and removing punctuation and extra whitespace).
+    #[serde(default)]
+    pub dedup: Dedup,
+    /// The fields that make two rows duplicates, for `dedup` and `near_dedup`. Default
+    /// `[input, output]`; `[input]` removes repeated prompts even with different answers.
+    #[serde(default = "both_fields")]
+    pub dedup_fields: Vec<TextField>,
+    /// Near-duplicate removal with MinHash and LSH, keeping the first row; `{}` for the defaults.
+    #[serde(default)]
+    pub near_dedup: Option<NearDedup>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn both_fields() -> Vec<TextField> {
+    vec![TextField::Input, TextField::Output]
+}
+
+/// A text column of the example schema.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TextField {
+    Input,
+    Output,
+}
+
+impl TextField {
+    fn of(self, e: &Example) -> &str {
+        match self {
+            TextField::Input => &e.input,
+            TextField::Output => &e.output,
+        }
+    }
+}
+
+/// A kind of personal data to scrub.
+#[derive(
+    Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Scrub {
+    /// E-mail addresses → `<EMAIL>`.
+    Email,
+    /// http(s) and `www.` URLs → `<URL>`.
+    Url,
+    /// Phone numbers written with separators (`+1 555 123 4567`, `(555) 123-4567`) or in
+    /// international form (`+4915112345678`) → `<PHONE>`.
+    Phone,
+}
+
+impl Scrub {
+    fn rule(self) -> &'static str {
+        match self {
+            Scrub::Email => "scrub_email",
+            Scrub::Url => "scrub_url",
+            Scrub::Phone => "scrub_phone",
+        }
+    }
+
+    fn placeholder(self) -> &'static str {
+        match self {
+            Scrub::Email => "<EMAIL>",
+            Scrub::Url => "<URL>",
+            Scrub::Phone => "<PHONE>",
+        }
+    }
+
+    fn pattern(self) -> &'static str {
+        match self {
+            Scrub::Email => r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b",
+            Scrub::Url => r#"(?i)\b(?:https?://|www\.)[^\s<>"']*[^\s<>"'.,;:!?)\]}]"#,
+            Scrub::Phone => {
+                r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?|\b\d{1,4}[ .-])(?:\d{2,4}[ .-]){1,3}\d{2,4}\b|\+\d{8,15}\b"
+            }
+        }
+    }
+}
+
+/// Near-duplicate removal settings.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NearDedup {
+    /// Rows whose estimated Jaccard similarity (of character n-grams of the normalised
+    /// `dedup_fields`) to an earlier kept row reaches this are removed. Default 0.8.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// Hash functions per MinHash signature. Default 128.
+    #[serde(default = "default_num_perm")]
+    pub num_perm: usize,
+    /// LSH bands (each of `num_perm / bands` values). Default: the number that best separates
+    /// pairs above and below `threshold`.
+    #[serde(default)]
+    pub bands: Option<usize>,
+    /// Characters per n-gram. Default 5.
+    #[serde(default = "default_ngram")]
+    pub ngram: usize,
+    /// Seed of the hash functions. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_threshold() -> f64 {
+    0.8
+}
+
+fn default_num_perm() -> usize {
+    128
+}
+
+fn default_ngram() -> usize {
+    5
+}
+
+/// Which duplicates to remove.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Dedup {
+    /// Keep duplicates.
+    #[default]
+    None,
+    /// Remove rows whose fields equal an earlier row's exactly (after `normalize`).
+    Exact,
+    /// Remove rows equal to an earlier row after lowercasing and removing punctuation and extra
+    /// whitespace.
+    Normalized,
+}
+
+/// The `clean` stage kind.
+pub struct Clean;
+
+impl StageKind for Clean {
+    fn name(&self) -> &'static str {
+        "clean"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn description(&self) -> &'static str {
+        "normalise, strip, scrub, filter and de-duplicate examples"
+    }
+
+    fn outputs(&self) -> Vec<OutputSpec> {
+        data_outputs()
+    }
+
+    fn schema(&self) -> serde_json::Value {
+        options::schema::<CleanOptions>()
+    }
+
+    fn check(&self, with: &serde_json::Value) -> Vec<OptionError> {
+        match options::parse::<CleanOptions>(with) {
+            Ok(o) => validate(&o),
+            Err(e) => vec![e],
+        }
+    }
+
+    /// The input table, so that a plain workspace file given as `data` is hashed into the key
+    /// (the engine skips it when it is an upstream output, already an input).
+    fn reads(
+        &self,
+        with: &serde_json::Value,
+        _workspace: &std::path::Path,
+    ) -> Result<Vec<String>, StageError> {
+        let o: CleanOptions = options::parse_for_run(with)?;
+        Ok(vec![o.data])
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
+        crate::in_pool(|| execute(ctx))
+    }
+}
+
+fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
+    let o: CleanOptions = options::parse_for_run(ctx.with)?;
+    let rows = crate::parquet::read_examples(&ctx.path(&o.data), &o.data)?;
+    let rows_in = rows.len();
+    (ctx.progress)(&format!("cleaning {rows_in} rows"));
+    let (rows, rules) = clean(ctx, &o, rows)?;
+    crate::parquet::write_examples(ctx.output(DATA)?, &rows)?;
+
+    let mut stats = Stats::new(rows_in, rows.len());
+    let mut report = StageReport::default();
+    let mut duplicate = 0;
+    let mut near = 0;
+    let mut filtered = 0;
+    for rule in rules {
+        if rule.effect == "removed" {
+            match rule.rule.as_str() {
+                "dedup_exact" | "dedup_normalized" => duplicate += rule.count,
+                "near_dedup" => near += rule.count,
+                _ => filtered += rule.count,
+            }
+        }
+        stats.rule(rule);
+    }
+    stats.write(ctx.output(STATS)?)?;
+    for (name, value) in [
+        ("rows_in", rows_in as u64),
+        ("rows_out", rows.len() as u64),
+        ("dropped_duplicate", duplicate),
+        ("dropped_near_duplicate", near),
+        ("dropped_filtered", filtered),
+    ] {
+        report.metrics.insert(name.into(), value as f64);
+    }
+    Ok(report)
+}
+
+fn compile(patterns: &[String]) -> Result<Vec<Regex>, StageError> {
+    patterns
+        .iter()
+        .map(|p| Regex::new(p).map_err(|e| StageError::failed(format!("bad regex `{p}`: {e}"))))
+        .collect()
+}
+
+/// Applies every rule in order; returns the kept rows and what each rule did.
+fn clean(
+    ctx: &StageContext<'_>,
+    o: &CleanOptions,
+    mut rows: Vec<Example>,
+) -> Result<(Vec<Example>, Vec<RuleCount>), StageError> {
+    let mut rules = Vec::new();
+
+    // Rules that change text, each row on its own: in parallel, counted per rule.
+    let mut edits: Vec<Edit> = Vec::new();
+    if o.normalize {
+        edits.push(Edit::Normalize);
+    }
+    for (pattern, regex) in o.strip.iter().zip(compile(&o.strip)?) {
+        edits.push(Edit::Strip(pattern.clone(), regex));
+    }
+    let mut scrub = o.scrub.clone();
+    scrub.sort();
+    scrub.dedup();
+    for kind in scrub {
+        let regex = Regex::new(kind.pattern()).expect("scrub patterns are valid");
+        edits.push(Edit::Scrub(kind, regex));
+    }
+    if !edits.is_empty() {
+        let changed: Vec<Vec<bool>> = rows
+            .par_iter_mut()
+            .map(|row| edits.iter().map(|edit| edit.apply(row)).collect())
+            .collect();
+        for (i, edit) in edits.iter().enumerate() {
+            let count = changed.iter().filter(|c| c[i]).count();
+            rules.push(edit.count(count));
+        }
+        ctx.check_cancelled()?;
+    }
+
+    // Filters: a row is removed by the first filter it fails.
+    let mut filters: Vec<Filter> = Vec::new();
+    for (pattern, regex) in o.drop_regex.iter().zip(compile(&o.drop_regex)?) {
+        filters.push(Filter::Regex(pattern.clone(), regex));
+    }
+    if o.drop_empty_output {
+        filters.push(Filter::EmptyOutput);
+    }
+    let lengths = [
+        (o.min_chars, Bound::MinChars),
+        (o.max_chars, Bound::MaxChars),
+        (o.min_words, Bound::MinWords),
+        (o.max_words, Bound::MaxWords),
+    ];
+    for (limit, bound) in lengths {
+        if let Some(limit) = limit {
+            filters.push(Filter::Length(bound, limit, o.length_fields.clone()));
+        }
+    }
+    if !filters.is_empty() {
+        let failed: Vec<Option<usize>> = rows
+            .par_iter()
+            .map(|row| filters.iter().position(|f| !f.keeps(row)))
+            .collect();
+        for (i, filter) in filters.iter().enumerate() {
+            let count = failed.iter().filter(|f| **f == Some(i)).count();
+            rules.push(filter.count(count));
+        }
+        let mut keep = failed.iter().map(Option::is_none);
+        rows.retain(|_| keep.next().unwrap_or(true));
+        ctx.check_cancelled()?;
+    }
+
+    if o.dedup != Dedup::None {
+        let normalized = o.dedup == Dedup::Normalized;
+        let keys: Vec<blake3::Hash> = rows
+            .par_iter()
+            .map(|row| {
+                let mut hasher = blake3::Hasher::new();
+                for field in &o.dedup_fields {
+                    let text = field.of(row);
+                    let text = if normalized {
+                        text::dedup_key(text)
+                    } else {
+                        text.to_owned()
+                    };
+                    // Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
+                    hasher.update(&(text.len() as u64).to_le_bytes());
+                    hasher.update(text.as_bytes());
+                }
+                hasher.finalize()
+            })
+            .collect();
+        let mut seen = HashSet::with_capacity(keys.len());
+        let keep: Vec<bool> = keys.into_iter().map(|k| seen.insert(k)).collect();
+        let removed = keep.iter().filter(|k| !**k).count();
+        let mut keep = keep.into_iter();
+        rows.retain(|_| keep.next().unwrap_or(true));
+        let rule = if normalized {
+            "dedup_normalized"
+        } else {
+            "dedup_exact"
+        };
+        rules.push(RuleCount::removed(rule, removed));
+        ctx.check_cancelled()?;
+    }
+
+    if let Some(near) = &o.near_dedup {
+        (ctx.progress)(&format!("near-duplicate search over {} rows", rows.len()));
+        let hasher = MinHasher::new(near.num_perm, near.ngram, near.seed);
+        let (bands, band_rows) = match near.bands {
+            Some(b) => (b, near.num_perm / b),
+            None => minhash::optimal_bands(near.threshold, near.num_perm),
+        };
+        let signatures: Vec<Vec<u64>> = rows
+            .par_iter()
+            .map(|row| {
+                let text: Vec<String> = o
+                    .dedup_fields
+                    .iter()
+                    .map(|f| text::dedup_key(f.of(row)))
+                    .collect();
+                hasher.signature(&text.join("\n"))
+            })
+            .collect();
+        ctx.check_cancelled()?;
+        let mut lsh = Lsh::new(bands, band_rows, near.threshold);
+        let keep: Vec<bool> = signatures
+            .into_iter()
+            .map(|s| !lsh.is_duplicate(s))
+            .collect();
+        let removed = keep.iter().filter(|k| !**k).count();
+        let mut keep = keep.into_iter();
+        rows.retain(|_| keep.next().unwrap_or(true));
+        rules.push(
+            RuleCount::removed("near_dedup", removed)
+                .with("bands", bands)
+                .with("rows_per_band", band_rows),
+        );
+    }
+    Ok((rows, rules))
+}
+
+/// A rule that rewrites text.
+enum Edit {
+    Normalize,
+    Strip(String, Regex),
+    Scrub(Scrub, Regex),
+}
+
+impl Edit {
+    fn rewrite(&self, text: &str) -> Option<String> {
+        let out = match self {
+            Edit::Normalize => text::normalize(text),
+            Edit::Strip(_, regex) => match regex.replace_all(text, "") {
+                std::borrow::Cow::Borrowed(_) => return None,
+                std::borrow::Cow::Owned(s) => text::whitespace(&s),
+            },
+            Edit::Scrub(kind, regex) => regex.replace_all(text, kind.placeholder()).into_owned(),
+        };
+        (out != text).then_some(out)
+    }
+
+    /// Rewrites a row's texts; `true` if anything changed. A chat row's turns are rewritten and
+    /// its `input` and `output` rendered from them again, so that they stay consistent.
+    fn apply(&self, row: &mut Example) -> bool {
+        let mut changed = false;
+        if let Some(messages) = &mut row.messages {
+            for m in messages.iter_mut() {
+                if let Some(new) = self.rewrite(&m.content) {
+                    m.content = new;
+                    changed = true;
+                }
+            }
+            if schema::last_assistant(row.messages.as_deref().unwrap_or_default()).is_some() {
+                if changed {
+                    schema::render_chat(row);
+                }
+                return changed;
+            }
+        }
+        for text in [&mut row.input, &mut row.output] {
+            if let Some(new) = self.rewrite(text) {
+                *text = new;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn count(&self, count: usize) -> RuleCount {
+        match self {
+            Edit::Normalize => RuleCount::changed("normalize", count),
+            Edit::Strip(pattern, _) => {
+                RuleCount::changed("strip", count).with("pattern", pattern.clone())
+            }
+            Edit::Scrub(kind, _) => RuleCount::changed(kind.rule(), count),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Bound {
+    MinChars,
+    MaxChars,
+    MinWords,
+    MaxWords,
+}
+
+/// A rule that removes rows.
+enum Filter {
+    Regex(String, Regex),
+    EmptyOutput,
+    Length(Bound, usize, Vec<TextField>),
+}
+
+impl Filter {
+    fn keeps(&self, row: &Example) -> bool {
+        match self {
+            Filter::Regex(_, regex) => !regex.is_match(&row.input) && !regex.is_match(&row.output),
+            Filter::EmptyOutput => !row.output.trim().is_empty(),
+            Filter::Length(bound, limit, fields) => fields.iter().all(|f| {
+                let text = f.of(row);
+                match bound {
+                    Bound::MinChars => text::char_count(text) >= *limit,
+                    Bound::MaxChars => text::char_count(text) <= *limit,
+                    Bound::MinWords => text::word_count(text) >= *limit,
+                    Bound::MaxWords => text::word_count(text) <= *limit,
+                }
+            }),
+        }
+    }
+
+    fn count(&self, count: usize) -> RuleCount {
+        match self {
+            Filter::Regex(pattern, _) => {
+                RuleCount::removed("drop_regex", count).with("pattern", pattern.clone())
+            }
+            Filter::EmptyOutput => RuleCount::removed("drop_empty_output", count),
+            Filter::Length(bound, limit, _) => {
+                let name = match bound {
+                    Bound::MinChars => "min_chars",
+                    Bound::MaxChars => "max_chars",
+                    Bound::MinWords => "min_words",
+                    Bound::MaxWords => "max_words",
+                };
+                RuleCount::removed(name, count).with("limit", *limit)
+            }
+        }
+    }
+}
+
+fn validate(o: &CleanOptions) -> Vec<OptionError> {
+    let mut errors: Vec<OptionError> = options::workspace_path(&["data"], &o.data)
+        .into_iter()
+        .collect();
+    for key in ["strip", "drop_regex"] {
+        let patterns = if key == "strip" {
+            &o.strip
+        } else {
+            &o.drop_regex
+        };
+        for (i, p) in patterns.iter().enumerate() {
+            if let Err(e) = Regex::new(p) {
+                let index = i.to_string();
+                let message = e.to_string();
+                // The regex crate's message spans several lines; its last line says what is wrong.
+                let reason = message.lines().last().unwrap_or(&message).trim();
+                let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+                errors.push(OptionError::new(
+                    &[key, &index],
+                    format!("bad regex `{p}`: {reason}"),
+                ));
+            }
+        }
+    }
+    for (min, max, min_key, max_key) in [
+        (o.min_chars, o.max_chars, "min_chars", "max_chars"),
+        (o.min_words, o.max_words, "min_words", "max_words"),
+    ] {
+        if let (Some(min), Some(max)) = (min, max)
+            && min > max
+        {
+            errors.push(OptionError::new(
+                &[min_key],
+                format!(
+                    "`{min_key}` ({min}) is above `{max_key}` ({max}); every row would be dropped"
+                ),
+            ));
+        }
+    }
+    let any_length = [o.min_chars, o.max_chars, o.min_words, o.max_words]
+        .iter()
+        .any(Option::is_some);
+    if any_length && o.length_fields.is_empty() {
+        errors.push(
+            OptionError::new(&["length_fields"], "no fields to measure")
+                .hint("use `[input]`, `[output]` or `[input, output]`"),
+        );
+    }
+    if (o.dedup != Dedup::None || o.near_dedup.is_some()) && o.dedup_fields.is_empty() {
+        errors.push(
+            OptionError::new(&["dedup_fields"], "no fields to compare")
+                .hint("use `[input]` or `[input, output]`"),
+        );
+    }
+    if let Some(near) = &o.near_dedup {
+        if !(near.threshold > 0.0 && near.threshold <= 1.0) {
+            errors.push(OptionError::new(
+                &["near_dedup", "threshold"],
+                format!("threshold {} is not in (0, 1]", near.threshold),
+            ));
+        }
+        if near.num_perm == 0 || near.num_perm > 1024 {
+            errors.push(OptionError::new(
+                &["near_dedup", "num_perm"],
+                format!("num_perm {} is not in 1..=1024", near.num_perm),
+            ));
+        }
+        if near.ngram == 0 {
+            errors.push(OptionError::new(
+                &["near_dedup", "ngram"],
+                "ngram must be at least 1",
+            ));
+        }
+        if let Some(bands) = near.bands
+            && (bands == 0 || bands > near.num_perm)
+        {
+            errors.push(
+                OptionError::new(
+                    &["near_dedup", "bands"],
+                    format!("bands {bands} is not in 1..={}", near.num_perm),
+                )
+                .hint("leave it out to choose it from `threshold`"),
+            );
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,401 @@
+//! Reading one source file into records (JSON objects), whatever its file format, remembering
+//! where each record came from so that errors can name the file and line.
+
+use std::fmt;
+use std::path::Path;
+
+use polars::prelude::*;
+use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sluice_stage::StageError;
+
+/// A source's file format.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// JSON Lines: one JSON object per line (`.jsonl`, `.ndjson`). Blank lines are ignored.
+    Jsonl,
+    /// One JSON array of objects (`.json`).
+    Json,
+    /// CSV with a header row (`.csv`); every value is read as text.
+    Csv,
+    /// Parquet (`.parquet`, `.pq`).
+    Parquet,
+    /// Plain text (`.txt`, `.text`, `.md`): see `text_mode`. Each example's `input` is the
+    /// text and its `output` is empty.
+    Text,
+}
+
+impl Format {
+    /// The format a file name implies, if any.
+    pub fn infer(name: &str) -> Option<Format> {
+        let name = name.to_lowercase();
+        let ext = name.rsplit_once('.').map(|(_, e)| e)?;
+        Some(match ext {
+            "jsonl" | "ndjson" => Format::Jsonl,
+            "json" => Format::Json,
+            "csv" => Format::Csv,
+            "parquet" | "pq" => Format::Parquet,
+            "txt" | "text" | "md" => Format::Text,
+            _ => return None,
+        })
+    }
+}
+
+/// How a plain-text source is cut into examples.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TextMode {
+    /// One example per non-blank line.
+    #[default]
+    Line,
+    /// One example per file (its whole text, trimmed).
+    File,
+}
+
+/// Where in its file a record sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Line(u64),
+    Element(u64),
+    CsvRecord { record: u64, line: u64 },
+    Row(u64),
+    File,
+}
+
+impl Place {
+    /// The 1-based `source_row` of the example schema.
+    pub fn row(self) -> u64 {
+        match self {
+            Place::Line(n) | Place::Element(n) | Place::Row(n) => n,
+            Place::CsvRecord { record, .. } => record,
+            Place::File => 1,
+        }
+    }
+}
+
+/// Formats as a suffix of the file name: `data/a.jsonl:7`, `data/a.json: element 3`.
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Line(n) => write!(f, ":{n}"),
+            Place::Element(n) => write!(f, ": element {n}"),
+            Place::CsvRecord { line, .. } => write!(f, ":{line}"),
+            Place::Row(n) => write!(f, ": row {n}"),
+            Place::File => Ok(()),
+        }
+    }
+}
+
+/// One record of a source: a JSON object, or why it could not be read.
+#[derive(Debug)]
+pub struct Record {
+    pub place: Place,
+    pub fields: Result<Map<String, Value>, String>,
+}
+
+impl Record {
+    fn ok(place: Place, fields: Map<String, Value>) -> Record {
+        Record {
+            place,
+            fields: Ok(fields),
+        }
+    }
+
+    fn malformed(place: Place, message: impl Into<String>) -> Record {
+        Record {
+            place,
+            fields: Err(message.into()),
+        }
+    }
+}
+
+/// The key under which text sources put their text.
+pub const TEXT: &str = "text";
+
+/// Records handed to the caller at once: JSON Lines files are parsed in batches of this many
+/// lines, so that a large file never holds all its parsed records in memory.
+const BATCH: usize = 65_536;
+
+/// Reads every record of a file, handing them to `each` in order, in batches. A file that cannot
+/// be read at all (or a JSON array that does not parse) is an error; a bad line or record is a
+/// malformed [`Record`], for the caller to stop at or skip.
+pub fn read(
+    path: &Path,
+    shown: &str,
+    format: Format,
+    text_mode: TextMode,
+    each: &mut dyn FnMut(Vec<Record>) -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    let bytes =
+        || std::fs::read(path).map_err(|e| StageError::failed(format!("cannot read {shown}: {e}")));
+    match format {
+        Format::Jsonl => read_jsonl(&bytes()?, each),
+        Format::Json => each(read_json(&bytes()?, shown)?),
+        Format::Csv => each(read_csv(&bytes()?, shown)?),
+        Format::Parquet => each(read_parquet(path, shown)?),
+        Format::Text => each(read_text(&bytes()?, text_mode)),
+    }
+}
+
+fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+fn read_jsonl(
+    bytes: &[u8],
+    each: &mut dyn FnMut(Vec<Record>) -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    let lines: Vec<(u64, &[u8])> = strip_bom(bytes)
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(i, line)| (i as u64 + 1, line))
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    for batch in lines.chunks(BATCH) {
+        // Parsing is the expensive part; rayon keeps the order.
+        let records = batch
+            .par_iter()
+            .map(|&(n, line)| {
+                let place = Place::Line(n);
+                match serde_json::from_slice::<Value>(line) {
+                    Ok(Value::Object(m)) => Record::ok(place, m),
+                    Ok(other) => Record::malformed(
+                        place,
+                        format!("expected a JSON object, found {}", kind(&other)),
+                    ),
+                    Err(e) => {
+                        Record::malformed(place, format!("malformed JSON: {}", json_error(&e)))
+                    }
+                }
+            })
+            .collect();
+        each(records)?;
+    }
+    Ok(())
+}
+
+fn read_json(bytes: &[u8], shown: &str) -> Result<Vec<Record>, StageError> {
+    let value: Value = serde_json::from_slice(strip_bom(bytes)).map_err(|e| {
+        StageError::failed(format!(
+            "{shown}:{}:{}: malformed JSON: {}",
+            e.line(),
+            e.column(),
+            json_message(&e)
+        ))
+    })?;
+    let Value::Array(items) = value else {
+        return Err(StageError::failed(format!(
+            "{shown}: expected a JSON array of objects, found {}",
+            kind(&value)
+        )));
+    };
+    Ok(items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let place = Place::Element(i as u64 + 1);
+            match item {
+                Value::Object(m) => Record::ok(place, m),
+                other => Record::malformed(
+                    place,
+                    format!("expected a JSON object, found {}", kind(&other)),
+                ),
+            }
+        })
+        .collect())
+}
+
+fn read_csv(bytes: &[u8], shown: &str) -> Result<Vec<Record>, StageError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(strip_bom(bytes));
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| StageError::failed(format!("{shown}: cannot read the CSV header: {e}")))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let mut records = Vec::new();
+    let mut record = csv::StringRecord::new();
+    let mut n = 0u64;
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                n += 1;
+                let line = record.position().map_or(line, csv::Position::line);
+                let place = Place::CsvRecord { record: n, line };
+                let fields = headers
+                    .iter()
+                    .zip(record.iter())
+                    .map(|(h, v)| (h.clone(), Value::String(v.to_owned())))
+                    .collect();
+                records.push(Record::ok(place, fields));
+            }
+            Err(e) => {
+                n += 1;
+                let line = e.position().map_or(line, csv::Position::line);
+                let place = Place::CsvRecord { record: n, line };
+                let message = match e.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => {
+                        format!("malformed CSV record: {len} fields, the header has {expected_len}")
+                    }
+                    csv::ErrorKind::Utf8 { .. } => "malformed CSV record: not UTF-8".to_owned(),
+                    _ => format!("malformed CSV record: {e}"),
+                };
+                records.push(Record::malformed(place, message));
+                // An IO error would repeat forever; anything else leaves the reader past the record.
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    return Err(StageError::failed(format!("cannot read {shown}: {e}")));
+                }
+            }
+        }
+    }
+    Ok(records)
+}
+
+fn read_text(bytes: &[u8], mode: TextMode) -> Vec<Record> {
+    let bytes = strip_bom(bytes);
+    let text_record = |place: Place, text: &[u8]| match std::str::from_utf8(text) {
+        Ok(text) => {
+            let mut m = Map::new();
+            m.insert(TEXT.to_owned(), Value::String(text.trim().to_owned()));
+            Record::ok(place, m)
+        }
+        Err(_) => Record::malformed(place, "not UTF-8 text"),
+    };
+    match mode {
+        TextMode::File => vec![text_record(Place::File, bytes)],
+        TextMode::Line => bytes
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+            .map(|(i, line)| text_record(Place::Line(i as u64 + 1), line))
+            .collect(),
+    }
+}
+
+fn read_parquet(path: &Path, shown: &str) -> Result<Vec<Record>, StageError> {
+    let df = crate::parquet::read_frame(path, shown)?;
+    let failed = |e: PolarsError| StageError::failed(format!("{shown}: {e}"));
+    let mut columns = Vec::with_capacity(df.width());
+    for col in df.columns() {
+        let values = series_to_json(col.as_materialized_series()).map_err(failed)?;
+        columns.push((col.name().to_string(), values));
+    }
+    let mut records = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let fields = columns
+            .iter()
+            .map(|(name, values)| (name.clone(), values[i].clone()))
+            .collect();
+        records.push(Record::ok(Place::Row(i as u64 + 1), fields));
+    }
+    Ok(records)
+}
+
+/// A column as JSON values: strings, numbers, booleans, lists and structs keep their shape;
+/// anything else becomes its text.
+fn series_to_json(s: &Series) -> PolarsResult<Vec<Value>> {
+    Ok(match s.dtype() {
+        DataType::String => s
+            .str()?
+            .iter()
+            .map(|v| v.map_or(Value::Null, |v| Value::String(v.to_owned())))
+            .collect(),
+        DataType::Boolean => s
+            .bool()?
+            .iter()
+            .map(|v| v.map_or(Value::Null, Value::Bool))
+            .collect(),
+        DataType::Null => vec![Value::Null; s.len()],
+        dt if dt.is_unsigned_integer() => s
+            .cast(&DataType::UInt64)?
+            .u64()?
+            .iter()
+            .map(|v| v.map_or(Value::Null, Value::from))
+            .collect(),
+        dt if dt.is_signed_integer() => s
+            .cast(&DataType::Int64)?
+            .i64()?
+            .iter()
+            .map(|v| v.map_or(Value::Null, Value::from))
+            .collect(),
+        dt if dt.is_float() => s
+            .cast(&DataType::Float64)?
+            .f64()?
+            .iter()
+            .map(|v| v.map_or(Value::Null, Value::from))
+            .collect(),
+        DataType::List(_) => {
+            let mut out = Vec::with_capacity(s.len());
+            for item in s.list()?.amortized_iter() {
+                out.push(match item {
+                    Some(inner) => Value::Array(series_to_json(inner.as_ref())?),
+                    None => Value::Null,
+                });
+            }
+            out
+        }
+        DataType::Struct(_) => {
+            let ca = s.struct_()?;
+            let fields: Vec<(String, Vec<Value>)> = ca
+                .fields_as_series()
+                .iter()
+                .map(|f| Ok((f.name().to_string(), series_to_json(f)?)))
+                .collect::<PolarsResult<_>>()?;
+            let validity = s.is_not_null();
+            (0..s.len())
+                .map(|i| {
+                    if validity.get(i) == Some(false) {
+                        return Value::Null;
+                    }
+                    Value::Object(
+                        fields
+                            .iter()
+                            .map(|(name, values)| (name.clone(), values[i].clone()))
+                            .collect(),
+                    )
+                })
+                .collect()
+        }
+        _ => s
+            .cast(&DataType::String)?
+            .str()?
+            .iter()
+            .map(|v| v.map_or(Value::Null, |v| Value::String(v.to_owned())))
+            .collect(),
+    })
+}
+
+/// serde_json's message without its "at line 1 column 7".
+fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" at line ") {
+        Some((message, _)) => message.to_owned(),
+        None => text,
+    }
+}
+
+/// For a line of JSON Lines, which is always line 1 to serde_json: the message and column.
+fn json_error(e: &serde_json::Error) -> String {
+    format!("{} at column {}", json_message(e), e.column())
+}
+
+/// "an array", "a number": for messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

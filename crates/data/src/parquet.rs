@@ -1,0 +1,49 @@
+//! Reading and writing example files as Parquet, byte for byte reproducibly: one chunk, fixed
+//! row groups, fixed compression, and nothing in the metadata that varies between runs.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use polars::prelude::*;
+use sluice_stage::StageError;
+
+use crate::schema::{self, Example};
+
+/// Rows per Parquet row group. Fixed, so that the file does not depend on how polars chunked the
+/// frame.
+const ROW_GROUP_ROWS: usize = 65_536;
+
+/// Reads an example file written by a data stage (or by the user, in the example schema).
+pub fn read_examples(path: &Path, shown: &str) -> Result<Vec<Example>, StageError> {
+    let df = read_frame(path, shown)?;
+    schema::from_frame(&df).map_err(|e| StageError::failed(format!("{shown}: {e}")))
+}
+
+/// Reads any Parquet file into a frame.
+pub fn read_frame(path: &Path, shown: &str) -> Result<DataFrame, StageError> {
+    let file =
+        File::open(path).map_err(|e| StageError::failed(format!("cannot open {shown}: {e}")))?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|e| StageError::failed(format!("cannot read {shown} as parquet: {e}")))
+}
+
+/// Writes rows in the example schema.
+pub fn write_examples(path: &Path, rows: &[Example]) -> Result<(), StageError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        StageError::failed(format!("cannot write {}: {e}", path.display()))
+    };
+    let mut df = schema::to_frame(rows).map_err(|e| failed(&e))?;
+    let file = File::create(path).map_err(|e| failed(&e))?;
+    let mut out = BufWriter::new(file);
+    ParquetWriter::new(&mut out)
+        // zstd at its default level (3): the codec and level never vary.
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_row_group_size(Some(ROW_GROUP_ROWS))
+        .with_statistics(StatisticsOptions::default())
+        .finish(&mut df)
+        .map_err(|e| failed(&e))?;
+    out.flush().map_err(|e| failed(&e))?;
+    Ok(())
+}
