@@ -43,10 +43,30 @@ fn finished_lines(o: &StageOutcome, width: usize) -> Vec<String> {
         StageStatus::Failed => o.error.clone().unwrap_or_default(),
         StageStatus::Skipped | StageStatus::Cancelled => o.reasons.join("; "),
     };
+    let metrics = if o.metrics.is_empty() || o.status == StageStatus::Cached {
+        String::new()
+    } else {
+        let shown: Vec<String> = o
+            .metrics
+            .iter()
+            .map(|(k, v)| {
+                if v.fract() == 0.0 && v.abs() < 1e15 {
+                    format!("{k}={}", *v as i64)
+                } else {
+                    format!("{k}={v:.4}")
+                }
+            })
+            .collect();
+        format!("  [{}]", shown.join(" "))
+    };
     let mut lines = vec![
-        format!("  {:<9} {:<width$} {detail}", o.status.as_str(), o.name)
-            .trim_end()
-            .to_owned(),
+        format!(
+            "  {:<9} {:<width$} {detail}{metrics}",
+            o.status.as_str(),
+            o.name
+        )
+        .trim_end()
+        .to_owned(),
     ];
     if !o.stderr_tail.is_empty() {
         lines.push(format!(
