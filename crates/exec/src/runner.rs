@@ -173,6 +173,8 @@ struct Pending {
     inputs: BTreeMap<String, Artifact>,
     reasons: Vec<Reason>,
     started: Instant,
+    /// When it started waiting for resources.
+    queued: Instant,
 }
 
 /// A stage that can never be placed on this machine.
@@ -294,6 +296,7 @@ pub async fn run(
                             inputs,
                             reasons,
                             started,
+                            queued: Instant::now(),
                         },
                     );
                 }
@@ -307,7 +310,9 @@ pub async fn run(
                 let Some(grant) = pool.try_take(&plan.stage(i).needs) else {
                     continue;
                 };
-                if let Some(p) = pending.remove(&slot) {
+                if let Some(mut p) = pending.remove(&slot) {
+                    // A stage's duration leaves out the time it waited for resources.
+                    p.started += p.queued.elapsed();
                     running.spawn(execute(ctx.clone(), i, p, grant, cancel.clone()));
                 }
             }
@@ -662,6 +667,7 @@ async fn execute(
         inputs,
         reasons,
         started,
+        ..
     } = pending;
     let stage = ctx.plan.stage(i);
     let name = stage.name.clone();
@@ -746,6 +752,7 @@ async fn execute(
             inputs,
             reasons,
             started,
+            queued: Instant::now(),
         };
         commit(
             &commit_ctx,
@@ -862,6 +869,7 @@ fn commit(
         inputs,
         reasons,
         started,
+        ..
     } = pending;
     let (key, inputs) = (key.as_str(), &inputs);
     let stage = ctx.plan.stage(i);

@@ -20,11 +20,17 @@ use crate::stat_cache::Stamp;
 pub(crate) struct Objects {
     root: PathBuf,
     tmp: PathBuf,
+    /// `ab/` directories known to exist, so that installing an object costs no `mkdir`.
+    made: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl Objects {
     pub(crate) fn new(root: PathBuf, tmp: PathBuf) -> Objects {
-        Objects { root, tmp }
+        Objects {
+            root,
+            tmp,
+            made: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
     }
 
     pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
@@ -68,10 +74,13 @@ impl Objects {
         if self.contains(digest) {
             return Ok(None);
         }
-        let tmp = self.temp_file()?;
-        // `fs::copy` uses copy_file_range (or a reflink) where it can: the bytes need not pass through
-        // this process, and the hash was taken already.
-        fs::copy(src, tmp.path()).map_err(StoreError::io(src))?;
+        let mut tmp = self.temp_file()?;
+        // `io::copy` between two files uses copy_file_range (or a reflink) where it can: the bytes
+        // need not pass through this process, and the hash was taken already. Copying into the
+        // open temp file (rather than `fs::copy`, which reopens it with O_TRUNC) spares ext4 the
+        // forced writeback it does when a truncated file is closed.
+        let mut from = fs::File::open(src).map_err(StoreError::io(src))?;
+        io::copy(&mut from, tmp.as_file_mut()).map_err(StoreError::io(src))?;
         let after = fs::metadata(src).map_err(StoreError::io(src))?;
         if Stamp::of(&after) != Stamp::of(src_meta) {
             return Err(StoreError::Changed {
@@ -127,6 +136,7 @@ impl Objects {
 
     /// Removes the `ab/` directories left empty (after a collection).
     pub(crate) fn prune_empty_dirs(&self) -> Result<(), StoreError> {
+        self.made.lock().unwrap_or_else(|e| e.into_inner()).clear();
         for (_, dir) in fan_out_dirs(&self.root)? {
             // Fails, harmlessly, on a directory that still holds objects.
             let _ = fs::remove_dir(&dir);
@@ -142,7 +152,12 @@ impl Objects {
         set_mode(tmp.path(), 0o444)?;
         let path = self.path(digest);
         let parent = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(parent).map_err(StoreError::io(parent))?;
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if !made.contains(parent) {
+            fs::create_dir_all(parent).map_err(StoreError::io(parent))?;
+            made.insert(parent.to_path_buf());
+        }
+        drop(made);
         // Another writer may have installed the same object meanwhile: same bytes, either wins.
         tmp.persist(&path)
             .map_err(|e| StoreError::io(&path)(e.error))?;
