@@ -325,6 +325,7 @@ class Measured:
     stdout: str
     stderr: str
     maxrss: int  # bytes: peak resident set of the process and its waited-for descendants
+    cpu: float  # seconds of CPU (user + system), the process and its waited-for descendants
 
 
 def run_measured(cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None) -> Measured:
@@ -364,7 +365,7 @@ def run_measured(cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] 
     if proc.returncode != 0:
         tail = "\n".join((stdout + stderr).strip().splitlines()[-25:])
         raise BenchError(f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n  in {cwd}\n{tail}")
-    return Measured(seconds, stdout, stderr, usage.ru_maxrss * 1024)
+    return Measured(seconds, stdout, stderr, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime)
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,6 +478,18 @@ def sluice_counts(ws: Path) -> dict[str, int]:
     }
 
 
+def lock_durations(lock: Path) -> dict[str, int]:
+    """Each stage's `duration-ms` from the lockfile: the stage's own work, without hashing its
+    inputs and storing its outputs (which `--json`'s `duration_ms` includes)."""
+    out, stage = {}, None
+    for line in lock.read_text().splitlines():
+        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
+            stage = line.strip()[:-1]
+        elif stage and line.startswith("    duration-ms:"):
+            out[stage] = int(line.split(":", 1)[1])
+    return out
+
+
 COUNT_LABELS = [
     ("collect", "rows collected"),
     ("normalize_changed", "rows changed by normalize (NFC + whitespace)"),
@@ -540,9 +553,12 @@ def bench_pipeline(sluice: Path, data: Path, base: Path, args) -> tuple[Samples,
             m, doc = sluice_run(sluice, ws, args.timeout)
             s.add("sluice wall", m.seconds)
             s.add("sluice rss", m.maxrss)
+            s.add("sluice cpu", m.cpu)
             for st in doc["stages"]:
                 s.add(f"sluice stage {st['name']}", st.get("duration_ms", 0) / 1000)
             s.add("sluice engine", m.seconds - sum(st.get("duration_ms", 0) for st in doc["stages"]) / 1000)
+            for name, ms in lock_durations(ws / "flow.lock").items():
+                s.add(f"sluice work {name}", ms / 1000)
             sl_counts = sluice_counts(ws)
         finally:
             if not args.keep:
@@ -556,6 +572,7 @@ def bench_pipeline(sluice: Path, data: Path, base: Path, args) -> tuple[Samples,
             pd_counts = pd_doc["counts"]
             s.add("pandas wall", pm.seconds)
             s.add("pandas rss", pm.maxrss)
+            s.add("pandas cpu", pm.cpu)
             s.add("pandas import", pd_doc["import_s"])
             for k, v in pd_doc["steps"].items():
                 s.add(f"pandas step {k}", v)
@@ -599,6 +616,7 @@ def key(t):
     # sluice's dedup_key: NFKC, lowercase, punctuation removed, single spaces
     return WS.sub(" ", PUNCT.sub("", unicodedata.normalize("NFKC", t).lower())).strip()
 t0 = time.perf_counter()
+sigs = {}
 lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
 kept = removed = 0
 for i, (q, a) in enumerate(rows):
@@ -614,7 +632,7 @@ for i, (q, a) in enumerate(rows):
     sigs[i] = m
     kept += 1
 print(json.dumps({"seconds": time.perf_counter() - t0, "rows": len(rows), "removed": removed}))
-""".replace("lsh = MinHashLSH", "sigs = {}\nlsh = MinHashLSH")
+"""
 
 
 def bench_minhash(sluice: Path, data: Path, base: Path, n: int, args, with_datasketch: bool) -> dict:
@@ -681,21 +699,27 @@ def render(head: list[str], rows: list[list[str]], right: set[int]) -> str:
     return "\n".join([line(head), sep] + [line(c) for c in rows])
 
 
+def faster(x: float | None) -> str:
+    """A speed ratio other/sluice as words."""
+    if not x:
+        return "—"
+    return f"{fmt_x(x)} faster" if x >= 1 else f"{fmt_x(1 / x)} slower"
+
+
 def table(rows_n: int, p: Samples, mh: dict) -> tuple[str, dict]:
     out: list[list[str]] = []
     wl = f"collect + clean + split, {rows_n:,} rows"
     pw, sw = p.med("pandas wall"), p.med("sluice wall")
     x = pw / sw if pw and sw else None
     met = "—" if x is None else ("yes" if x >= T_SPEEDUP else "**NO**")
-    out.append([wl, "wall time", fmt_time(pw), fmt_time(sw), fmt_x(x) + " faster" if x else "—",
-                f"≥ {T_SPEEDUP:.0f}× faster", met])
+    out.append([wl, "wall time", fmt_time(pw), fmt_time(sw), faster(x), f"≥ {T_SPEEDUP:.0f}× faster", met])
     pr, sr = p.med("pandas rss"), p.med("sluice rss")
     out.append([wl, "peak memory (RSS)", fmt_mb(pr), fmt_mb(sr),
                 (f"{pr / sr:.1f}× less" if pr >= sr else f"{sr / pr:.1f}× more") if pr and sr else "—",
                 "reported", "yes"])
     pt = p.med("pandas wall") - p.med("pandas import")
     out.append([wl, "wall time without pandas' imports", fmt_time(pt), fmt_time(sw),
-                fmt_x(pt / sw) + " faster" if sw else "—", "", ""])
+                faster(pt / sw if sw else None), "", ""])
     n = mh["rows"]
     st = mh["sluice"].med("stage")
     ds = mh["datasketch"]
@@ -703,7 +727,7 @@ def table(rows_n: int, p: Samples, mh: dict) -> tuple[str, dict]:
     wm = f"MinHash near-dedup, {n:,} rows"
     out.append([wm, "rows/s (threshold 0.8, 128 perms, 5-grams)",
                 f"{n / ds_s:,.0f}¹" if ds_s else "skipped¹", f"{n / st:,.0f}",
-                fmt_x(ds_s / st) + " faster" if ds_s else "—", "reported", "yes"])
+                faster(ds_s / st if ds_s else None), "reported", "yes"])
     out.append([wm, "peak memory (RSS)", fmt_mb(ds.med("rss")) + "¹" if ds else "—",
                 fmt_mb(mh["sluice"].med("rss")), "", "", ""])
     head = ["workload", "measure", "pandas", "sluice", "ratio", "target", "met"]
@@ -843,10 +867,15 @@ def footer_lines(args, p: Samples, sl_counts: dict, pd_doc: dict, diffs: list[st
     steps = [k[len("sluice stage "):] for k in p.values if k.startswith("sluice stage ")]
     lines.append("")
     lines.append(
-        "Where the time goes (medians). sluice, per stage (`duration_ms` from `--json`): "
-        + ", ".join(f"{s} {fmt_time(p.med('sluice stage ' + s))}" for s in steps)
-        + f"; the rest of the run (start-up, hashing the input, storing outputs in the cache, the "
-        f"lockfile) {fmt_time(p.med('sluice engine'))}. pandas, per step: import "
+        "Where the time goes (medians). sluice, per stage, `duration_ms` from `--json` (hashing the "
+        "stage's inputs and storing its outputs in the cache included) and, in brackets, the stage's "
+        "own work (the lockfile's `duration-ms`): "
+        + ", ".join(f"{s} {fmt_time(p.med('sluice stage ' + s))} ({fmt_time(p.med('sluice work ' + s))})"
+                    for s in steps)
+        + f"; the rest of the run (start-up, planning, the lockfile) "
+        f"{fmt_time(p.med('sluice engine'))}; CPU time (user + system) {fmt_time(p.med('sluice cpu'))}, "
+        f"{p.med('sluice cpu') / p.med('sluice wall'):.2f} cores busy on average. pandas: CPU time "
+        f"{fmt_time(p.med('pandas cpu'))}, {p.med('pandas cpu') / p.med('pandas wall'):.2f} cores; per step: import "
         f"{fmt_time(p.med('pandas import'))}, "
         + ", ".join(f"{k[len('pandas step '):]} {fmt_time(p.med(k))}" for k in p.values if k.startswith("pandas step "))
         + "."
@@ -877,7 +906,7 @@ def footer_lines(args, p: Samples, sl_counts: dict, pd_doc: dict, diffs: list[st
             f"candidates checked against the threshold as sluice does, one row at a time in Python "
             f"(reading the JSON not timed; median of {args.datasketch_reps}); it removed "
             f"{mh.get('datasketch_removed', 0):,} rows (MinHash is an estimate; the two use different hash "
-            "functions). It is not pandas: it shares the column as the usual Python tool for the job."
+            "functions). pandas has no MinHash: datasketch stands in its column as the usual Python tool for the job."
             if ds else "¹ datasketch was not run."
         )
     )
