@@ -6,8 +6,9 @@
 //! `min_chars`, `max_chars`, `min_words`, `max_words`, `dedup`, `near_dedup`. A rule that removes
 //! rows sees only the rows every earlier rule kept.
 
-use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
 
+use polars::prelude::{PlFixedStateQuality, PlHashMap};
 use rayon::prelude::*;
 use regex::Regex;
 use schemars::JsonSchema;
@@ -355,26 +356,62 @@ fn clean(
 
     if o.dedup != Dedup::None {
         let normalized = o.dedup == Dedup::Normalized;
-        let keys: Vec<blake3::Hash> = rows
+        // A fast 64-bit hash of each row's fields picks the candidates; rows whose hashes are
+        // equal are then compared field by field, so that only true duplicates are removed.
+        let state = PlFixedStateQuality::default();
+        let hashes: Vec<u64> = rows
             .par_iter()
-            .map(|row| {
-                let mut hasher = blake3::Hasher::new();
+            .map_init(String::new, |key, row| {
+                let mut hasher = state.build_hasher();
                 for field in &o.dedup_fields {
                     let text = field.of(row);
                     let text = if normalized {
-                        text::dedup_key(text)
+                        text::dedup_key_into(text, key);
+                        key.as_str()
                     } else {
-                        text.to_owned()
+                        text
                     };
                     // Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
-                    hasher.update(&(text.len() as u64).to_le_bytes());
-                    hasher.update(text.as_bytes());
+                    hasher.write_u64(text.len() as u64);
+                    hasher.write(text.as_bytes());
                 }
-                hasher.finalize()
+                hasher.finish()
             })
             .collect();
-        let mut seen = HashSet::with_capacity(keys.len());
-        let keep: Vec<bool> = keys.into_iter().map(|k| seen.insert(k)).collect();
+        let same = |a: &Example, b: &Example| {
+            o.dedup_fields.iter().all(|f| {
+                if normalized {
+                    text::dedup_key(f.of(a)) == text::dedup_key(f.of(b))
+                } else {
+                    f.of(a) == f.of(b)
+                }
+            })
+        };
+        // The first kept row of each hash; `more` holds any further kept rows of a hash (rows
+        // that differ but collide), almost always none.
+        let mut first: PlHashMap<u64, usize> =
+            PlHashMap::with_capacity_and_hasher(hashes.len(), Default::default());
+        let mut more: PlHashMap<u64, Vec<usize>> = PlHashMap::default();
+        let keep: Vec<bool> = hashes
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| {
+                let Some(&j) = first.get(&h) else {
+                    first.insert(h, i);
+                    return true;
+                };
+                if same(&rows[j], &rows[i]) {
+                    return false;
+                }
+                let others = more.entry(h).or_default();
+                if others.iter().any(|&j| same(&rows[j], &rows[i])) {
+                    return false;
+                }
+                others.push(i);
+                true
+            })
+            .collect();
+        drop(hashes);
         let removed = keep.iter().filter(|k| !**k).count();
         let mut keep = keep.into_iter();
         rows.retain(|_| keep.next().unwrap_or(true));
@@ -400,7 +437,11 @@ fn clean(
                 let text: Vec<String> = o
                     .dedup_fields
                     .iter()
-                    .map(|f| text::dedup_key(f.of(row)))
+                    .map(|f| {
+                        let mut key = String::new();
+                        text::dedup_key_into(f.of(row), &mut key);
+                        key
+                    })
                     .collect();
                 hasher.signature(&text.join("\n"))
             })
@@ -432,11 +473,19 @@ enum Edit {
 
 impl Edit {
     fn rewrite(&self, text: &str) -> Option<String> {
+        use std::borrow::Cow;
         let out = match self {
-            Edit::Normalize => text::normalize(text),
+            Edit::Normalize => match text::normalize_cow(text) {
+                // Already normalised: nothing to copy or compare.
+                Cow::Borrowed(_) => return None,
+                Cow::Owned(s) => s,
+            },
             Edit::Strip(_, regex) => match regex.replace_all(text, "") {
-                std::borrow::Cow::Borrowed(_) => return None,
-                std::borrow::Cow::Owned(s) => text::whitespace(&s),
+                Cow::Borrowed(_) => return None,
+                Cow::Owned(s) => match text::whitespace_cow(&s) {
+                    Cow::Borrowed(_) => s,
+                    Cow::Owned(w) => w,
+                },
             },
             Edit::Scrub(kind, regex) => regex.replace_all(text, kind.placeholder()).into_owned(),
         };

@@ -1,5 +1,6 @@
 //! Reading and writing example files as Parquet, byte for byte reproducibly: one chunk, fixed
-//! row groups, fixed compression, and nothing in the metadata that varies between runs.
+//! row groups, fixed compression (zstd, level 1), and nothing in the metadata that varies between
+//! runs.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -38,8 +39,11 @@ pub fn write_examples(path: &Path, rows: &[Example]) -> Result<(), StageError> {
     let file = File::create(path).map_err(|e| failed(&e))?;
     let mut out = BufWriter::new(file);
     ParquetWriter::new(&mut out)
-        // zstd at its default level (3): the codec and level never vary.
-        .with_compression(ParquetCompression::Zstd(None))
+        // zstd at level 1: the codec and level never vary. Level 1 compresses nearly as well as
+        // the default (3) at a fraction of the time; any Parquet reader reads either.
+        .with_compression(ParquetCompression::Zstd(Some(
+            polars::polars_utils::compression::ZstdLevel::try_new(1).map_err(|e| failed(&e))?,
+        )))
         .with_row_group_size(Some(ROW_GROUP_ROWS))
         .with_statistics(StatisticsOptions::default())
         .finish(&mut df)

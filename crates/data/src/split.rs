@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_stage::{OptionError, OutputSpec, StageContext, StageError, StageKind, StageReport};
@@ -199,12 +200,20 @@ fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
     for (row, part) in rows.into_iter().zip(&parts) {
         by_part.entry(*part).or_default().push(row);
     }
+    // The parts are written at once, each to its own file.
+    let mut outputs = Vec::with_capacity(by_part.len());
     for (part, rows) in &by_part {
-        crate::parquet::write_examples(ctx.output(part.name())?, rows)?;
+        outputs.push((ctx.output(part.name())?, rows));
+    }
+    outputs
+        .into_par_iter()
+        .map(|(path, rows)| crate::parquet::write_examples(path, rows))
+        .collect::<Result<Vec<()>, StageError>>()?;
+    for (part, rows) in &by_part {
         let mut entry = serde_json::Map::new();
         entry.insert("rows".into(), rows.len().into());
         let mut groups: Vec<&str> = rows.iter().map(Example::group_id).collect();
-        groups.sort_unstable();
+        groups.par_sort_unstable();
         groups.dedup();
         entry.insert("groups".into(), groups.len().into());
         if o.stratify.is_some() {

@@ -1,13 +1,73 @@
 //! Text normalisation shared by the stages: Unicode NFC, whitespace, and the normalised form that
 //! de-duplication compares.
 
-use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+use std::borrow::Cow;
+
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick, is_nfkc_quick};
 
 /// Unicode NFC (composed characters), so that `é` typed two ways is one string.
+#[cfg(test)]
 pub fn nfc(text: &str) -> String {
+    nfc_cow(text).into_owned()
+}
+
+/// NFC, borrowing `text` when it is already in NFC (ASCII always is).
+fn nfc_cow(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        return Cow::Borrowed(text);
+    }
     match is_nfc_quick(text.chars()) {
-        IsNormalized::Yes => text.to_owned(),
-        _ => text.nfc().collect(),
+        IsNormalized::Yes => Cow::Borrowed(text),
+        _ => Cow::Owned(text.nfc().collect()),
+    }
+}
+
+/// Whether [`whitespace`] would return `text` unchanged: no whitespace at either end, only
+/// single spaces and `\n` inside, no space next to a line break, at most one blank line in a row.
+fn whitespace_is_normal(text: &str) -> bool {
+    if text.is_ascii() {
+        // Byte by byte: the same test without decoding UTF-8.
+        is_normal(text.bytes().map(char::from))
+    } else {
+        is_normal(text.chars())
+    }
+}
+
+#[inline(always)]
+fn is_normal(chars: impl Iterator<Item = char>) -> bool {
+    let mut prev: Option<char> = None;
+    let mut newlines = 0usize;
+    for c in chars {
+        match c {
+            '\n' => {
+                if prev.is_none() || prev == Some(' ') {
+                    return false;
+                }
+                newlines += 1;
+                if newlines > 2 {
+                    return false;
+                }
+            }
+            ' ' => {
+                if prev.is_none() || prev == Some(' ') || prev == Some('\n') {
+                    return false;
+                }
+                newlines = 0;
+            }
+            c if c.is_whitespace() => return false,
+            _ => newlines = 0,
+        }
+        prev = Some(c);
+    }
+    !matches!(prev, Some(' ' | '\n'))
+}
+
+/// [`whitespace`], borrowing `text` when there is nothing to change.
+pub fn whitespace_cow(text: &str) -> Cow<'_, str> {
+    if whitespace_is_normal(text) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(whitespace(text))
     }
 }
 
@@ -41,17 +101,52 @@ pub fn whitespace(text: &str) -> String {
     out
 }
 
-/// NFC then whitespace normalisation: what `clean` does to every text field first.
-pub fn normalize(text: &str) -> String {
-    whitespace(&nfc(text))
+/// NFC then whitespace normalisation: what `clean` does to every text field first; borrows
+/// `text` when it is already normalised.
+pub fn normalize_cow(text: &str) -> Cow<'_, str> {
+    match nfc_cow(text) {
+        Cow::Borrowed(t) => whitespace_cow(t),
+        Cow::Owned(t) => Cow::Owned(whitespace_cow(&t).into_owned()),
+    }
 }
 
 /// The form normalised de-duplication compares: lowercase, without punctuation or symbols, words
 /// separated by single spaces.
 pub fn dedup_key(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::new();
+    dedup_key_into(text, &mut out);
+    out
+}
+
+/// [`dedup_key`] into `out` (cleared first), so that a caller can reuse one buffer.
+pub fn dedup_key_into(text: &str, out: &mut String) {
+    out.clear();
+    out.reserve(text.len());
+    if text.is_ascii() {
+        // NFKC leaves ASCII as it is, and its lowercase is ASCII's.
+        let mut pending_space = false;
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric() {
+                if pending_space && !out.is_empty() {
+                    out.push(' ');
+                }
+                pending_space = false;
+                out.push(char::from(b.to_ascii_lowercase()));
+            } else if char::from(b).is_whitespace() {
+                pending_space = true;
+            }
+        }
+        return;
+    }
+    match is_nfkc_quick(text.chars()) {
+        IsNormalized::Yes => key_chars(text.chars(), out),
+        _ => key_chars(text.nfkc(), out),
+    }
+}
+
+fn key_chars(chars: impl Iterator<Item = char>, out: &mut String) {
     let mut pending_space = false;
-    for c in text.nfkc() {
+    for c in chars {
         if c.is_alphanumeric() {
             if pending_space && !out.is_empty() {
                 out.push(' ');
@@ -63,7 +158,6 @@ pub fn dedup_key(text: &str) -> String {
         }
         // Punctuation and symbols vanish without splitting words: "e-mail" ~ "email".
     }
-    out
 }
 
 /// Characters, as a reader counts them.
@@ -90,6 +184,56 @@ mod tests {
             ("\n\n", ""),
         ] {
             assert_eq!(whitespace(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_slow_ones() {
+        let samples = [
+            "",
+            " ",
+            "\n",
+            "a",
+            "a b",
+            "a  b",
+            "a \nb",
+            "a\n b",
+            "a\nb",
+            "a\n\nb",
+            "a\n\n\nb",
+            "a\n \nb",
+            "a\tb",
+            "a\rb",
+            "a\u{000b}b",
+            "a\u{00a0}b",
+            "a\u{2003}b",
+            "a\u{0085}b",
+            " a",
+            "a ",
+            "a\n",
+            "\na",
+            "Hello, World! E-mail me? $AAPL 3.5%",
+            "caf\u{00e9} na\u{0131}ve \u{00c9}COLE",
+            "cafe\u{0301}",
+            "\u{FB01}ne \u{2460} \u{FF21}BC",
+            "\u{212B}ngstr\u{00F6}m",
+            "STRASSE stra\u{00DF}e \u{0130}stanbul",
+            "x\u{001c}y\u{001f}z",
+        ];
+        for s in samples {
+            let slow_ws = whitespace(s);
+            assert_eq!(whitespace_cow(s), slow_ws, "{s:?}");
+            assert_eq!(
+                whitespace_is_normal(s),
+                slow_ws == s,
+                "fast path misjudged {s:?}"
+            );
+            let slow_norm = whitespace(&s.nfc().collect::<String>());
+            assert_eq!(normalize_cow(s), slow_norm, "{s:?}");
+            assert_eq!(nfc(s), s.nfc().collect::<String>(), "{s:?}");
+            let mut slow_key = String::new();
+            key_chars(s.nfkc(), &mut slow_key);
+            assert_eq!(dedup_key(s), slow_key, "{s:?}");
         }
     }
 
