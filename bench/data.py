@@ -717,6 +717,9 @@ def table(rows_n: int, p: Samples, mh: dict) -> tuple[str, dict]:
     out.append([wl, "peak memory (RSS)", fmt_mb(pr), fmt_mb(sr),
                 (f"{pr / sr:.1f}× less" if pr >= sr else f"{sr / pr:.1f}× more") if pr and sr else "—",
                 "reported", "yes"])
+    pc, sc = p.med("pandas cpu"), p.med("sluice cpu")
+    out.append([wl, "CPU time (user + system)", fmt_time(pc), fmt_time(sc),
+                (f"{pc / sc:.1f}× less" if pc >= sc else f"{sc / pc:.1f}× more") if pc and sc else "—", "", ""])
     pt = p.med("pandas wall") - p.med("pandas import")
     out.append([wl, "wall time without pandas' imports", fmt_time(pt), fmt_time(sw),
                 faster(pt / sw if sw else None), "", ""])
@@ -879,6 +882,18 @@ def footer_lines(args, p: Samples, sl_counts: dict, pd_doc: dict, diffs: list[st
         f"{fmt_time(p.med('pandas import'))}, "
         + ", ".join(f"{k[len('pandas step '):]} {fmt_time(p.med(k))}" for k in p.values if k.startswith("pandas step "))
         + "."
+    )
+    lines.append("")
+    lines.append(
+        "Every repetition (wall time): sluice "
+        + ", ".join(fmt_time(v) for v in p.all("sluice wall"))
+        + "; pandas "
+        + ", ".join(fmt_time(v) for v in p.all("pandas wall"))
+        + "; MinHash stage "
+        + ", ".join(fmt_time(v) for v in mh["sluice"].all("stage"))
+        + ". The machine is shared: other sessions' builds and benchmarks raise the load, and "
+        "sluice, which can use both cores, loses more to them than single-threaded pandas; CPU time "
+        "is the steadier comparison."
     )
     lines.append("")
     lines.append("Rows at every step (both sides must agree; they are checked on every repetition):")
