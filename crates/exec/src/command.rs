@@ -126,6 +126,24 @@ async fn pump(
     }
 }
 
+/// Stops a command's process group: SIGTERM, then SIGKILL after [`GRACE`]; drops its output.
+async fn stop(
+    child: &mut tokio::process::Child,
+    pid: Option<u32>,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+) {
+    if let Some(pid) = pid {
+        signal_group(pid, libc::SIGTERM);
+        if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+            signal_group(pid, libc::SIGKILL);
+            let _ = child.wait().await;
+        }
+    }
+    for p in pumps {
+        p.abort();
+    }
+}
+
 /// Runs `command` for `stage` in `workspace`; Ok when it exits with status 0.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_command(
@@ -191,16 +209,7 @@ pub async fn run_command(
     let status = tokio::select! {
         status = child.wait() => status,
         () = timed_out => {
-            if let Some(pid) = pid {
-                signal_group(pid, libc::SIGTERM);
-                if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
-                    signal_group(pid, libc::SIGKILL);
-                    let _ = child.wait().await;
-                }
-            }
-            for p in pumps {
-                p.abort();
-            }
+            stop(&mut child, pid, pumps).await;
             let limit = timeout.map(|t| sluice_plan::Span(t).to_string()).unwrap_or_default();
             return Err(CommandFailure {
                 error: format!("timed out after {limit}"),
@@ -209,16 +218,7 @@ pub async fn run_command(
             });
         }
         () = cancelled => {
-            if let Some(pid) = pid {
-                signal_group(pid, libc::SIGTERM);
-                if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
-                    signal_group(pid, libc::SIGKILL);
-                    let _ = child.wait().await;
-                }
-            }
-            for p in pumps {
-                p.abort();
-            }
+            stop(&mut child, pid, pumps).await;
             return Err(CommandFailure {
                 error: "cancelled".into(),
                 tail: err_tail.take(),
