@@ -1,0 +1,752 @@
+//! The OpenAI wire format: parsing and validating request bodies, shaping response bodies and
+//! stream chunks, and OpenAI-style JSON errors. No routing, queuing or generation here.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::{Backend, ChatMessage, GenerateRequest, Generation};
+
+/// OpenAI's limit on stop sequences.
+const MAX_STOP: usize = 4;
+/// OpenAI's default `max_tokens` for `/v1/completions`.
+const COMPLETION_DEFAULT_MAX_TOKENS: usize = 16;
+
+/// An error answered to a client: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    message: String,
+    kind: &'static str,
+    param: Option<String>,
+    code: Option<&'static str>,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+            retry_after: None,
+        }
+    }
+
+    /// A 400 about the request, pointing at `param` where there is one.
+    pub(crate) fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        Self {
+            param: param.map(str::to_owned),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        }
+    }
+
+    fn with_code(self, code: &'static str) -> Self {
+        Self {
+            code: Some(code),
+            ..self
+        }
+    }
+
+    pub(crate) fn unknown_model(model: &str) -> Self {
+        Self {
+            param: Some("model".to_owned()),
+            ..Self::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("the model `{model}` does not exist"),
+            )
+        }
+        .with_code("model_not_found")
+    }
+
+    pub(crate) fn unknown_variant(name: &str) -> Self {
+        Self::invalid(
+            format!("the x-sluice-variant header names no variant: `{name}`"),
+            None,
+        )
+        .with_code("unknown_variant")
+    }
+
+    pub(crate) fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+        .with_code("request_too_large")
+    }
+
+    pub(crate) fn not_found(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("unknown url: {method} {path}"),
+        )
+        .with_code("unknown_url")
+    }
+
+    pub(crate) fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            format!("method {method} is not allowed on {path}"),
+        )
+        .with_code("method_not_allowed")
+    }
+
+    pub(crate) fn overloaded() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "the server is busy: too many requests are waiting, retry later",
+            )
+        }
+        .with_code("overloaded")
+    }
+
+    pub(crate) fn server(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+    }
+
+    /// The JSON object, also sent as a stream event when generation fails mid-stream.
+    pub(crate) fn body(&self) -> Value {
+        json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// Which OpenAI endpoint a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Endpoint {
+    Completions,
+    Chat,
+}
+
+impl Endpoint {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "completions",
+            Endpoint::Chat => "chat_completions",
+        }
+    }
+
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "cmpl",
+            Endpoint::Chat => "chatcmpl",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// The fields both endpoints share; unknown fields (`user`, `logit_bias`, penalties, …) are
+/// accepted and ignored.
+#[derive(Debug, Deserialize)]
+struct CompletionBody {
+    model: String,
+    prompt: Value,
+    max_tokens: Option<u64>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<serde_json::Number>,
+    stop: Option<Value>,
+    n: Option<u64>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatBody {
+    model: String,
+    messages: Vec<MessageBody>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<serde_json::Number>,
+    stop: Option<Value>,
+    n: Option<u64>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageBody {
+    role: String,
+    #[serde(default)]
+    content: Option<Value>,
+}
+
+/// What the request asks for, before a backend is known.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Input {
+    Prompt(String),
+    Chat(Vec<ChatMessage>),
+}
+
+/// A parsed, validated request body.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParsedRequest {
+    pub(crate) model: String,
+    pub(crate) input: Input,
+    /// With the name of the parameter it came from, for errors.
+    max_tokens: Option<(u64, &'static str)>,
+    temperature: f32,
+    top_p: f32,
+    seed: Option<u64>,
+    stop: Vec<String>,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
+}
+
+impl ParsedRequest {
+    /// Parses a body for `endpoint`, checking everything that does not depend on the backend.
+    pub(crate) fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::invalid(
+                format!("could not parse the json body of the request: {e}"),
+                None,
+            )
+        })?;
+        let Value::Object(fields) = &value else {
+            return Err(ApiError::invalid(
+                "the request body must be a json object",
+                None,
+            ));
+        };
+        let required: &[&str] = match endpoint {
+            Endpoint::Completions => &["model", "prompt"],
+            Endpoint::Chat => &["model", "messages"],
+        };
+        for name in required {
+            if fields.get(*name).is_none_or(Value::is_null) {
+                return Err(ApiError::invalid(
+                    format!("missing required parameter: `{name}`"),
+                    Some(name),
+                ));
+            }
+        }
+        let parsed = match endpoint {
+            Endpoint::Completions => {
+                let body: CompletionBody = typed(value)?;
+                Self {
+                    input: Input::Prompt(prompt_text(&body.prompt)?),
+                    max_tokens: body.max_tokens.map(|n| (n, "max_tokens")),
+                    temperature: body.temperature.unwrap_or(1.0),
+                    top_p: body.top_p.unwrap_or(1.0),
+                    seed: seed(body.seed)?,
+                    stop: stop_sequences(body.stop)?,
+                    stream: body.stream.unwrap_or(false),
+                    include_usage: include_usage(body.stream_options),
+                    model: body.model,
+                }
+                .checked(body.n)?
+            }
+            Endpoint::Chat => {
+                let body: ChatBody = typed(value)?;
+                let max_tokens = match (body.max_completion_tokens, body.max_tokens) {
+                    (Some(n), _) => Some((n, "max_completion_tokens")),
+                    (None, Some(n)) => Some((n, "max_tokens")),
+                    (None, None) => None,
+                };
+                Self {
+                    input: Input::Chat(chat_messages(body.messages)?),
+                    max_tokens,
+                    temperature: body.temperature.unwrap_or(1.0),
+                    top_p: body.top_p.unwrap_or(1.0),
+                    seed: seed(body.seed)?,
+                    stop: stop_sequences(body.stop)?,
+                    stream: body.stream.unwrap_or(false),
+                    include_usage: include_usage(body.stream_options),
+                    model: body.model,
+                }
+                .checked(body.n)?
+            }
+        };
+        Ok(parsed)
+    }
+
+    fn checked(self, n: Option<u64>) -> Result<Self, ApiError> {
+        if let Some(n) = n
+            && n != 1
+        {
+            return Err(ApiError::invalid(
+                format!("n must be 1, got {n}: this server returns one choice per request"),
+                Some("n"),
+            ));
+        }
+        if !(0.0..=2.0).contains(&self.temperature) {
+            return Err(ApiError::invalid(
+                format!(
+                    "temperature must be between 0 and 2, got {}",
+                    self.temperature
+                ),
+                Some("temperature"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            return Err(ApiError::invalid(
+                format!("top_p must be between 0 and 1, got {}", self.top_p),
+                Some("top_p"),
+            ));
+        }
+        if let Some((0, param)) = self.max_tokens {
+            return Err(ApiError::invalid(
+                format!("{param} must be at least 1"),
+                Some(param),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The generation request for `backend`: the chat template applied and `max_tokens`
+    /// defaulted and checked against the context length.
+    pub(crate) fn generate_request(
+        &self,
+        backend: &dyn Backend,
+    ) -> Result<GenerateRequest, ApiError> {
+        let context = backend.context_length();
+        let (prompt, default_max) = match &self.input {
+            Input::Prompt(prompt) => (prompt.clone(), COMPLETION_DEFAULT_MAX_TOKENS.min(context)),
+            Input::Chat(messages) => (backend.chat_prompt(messages), context),
+        };
+        let max_tokens = match self.max_tokens {
+            None => default_max,
+            Some((n, param)) => match usize::try_from(n) {
+                Ok(n) if n <= context => n,
+                _ => {
+                    return Err(ApiError::invalid(
+                        format!(
+                            "{param} is {n}, but the model `{}` has a context length of {context} tokens",
+                            backend.id()
+                        ),
+                        Some(param),
+                    ));
+                }
+            },
+        };
+        Ok(GenerateRequest {
+            prompt,
+            max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+            stop: self.stop.clone(),
+        })
+    }
+}
+
+/// Deserialises into `T`, naming the offending parameter on error.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let message = match message.split_once(" at line ") {
+            Some((head, _)) => head.to_owned(),
+            None => message,
+        };
+        ApiError::invalid(
+            format!("invalid value for `{path}`: {message}"),
+            Some(&path),
+        )
+    })
+}
+
+fn prompt_text(prompt: &Value) -> Result<String, ApiError> {
+    match prompt {
+        Value::String(text) => Ok(text.clone()),
+        Value::Array(items) => match items.as_slice() {
+            [Value::String(text)] => Ok(text.clone()),
+            [_] => Err(ApiError::invalid(
+                "prompt must be a string or an array of one string (token arrays are not supported)",
+                Some("prompt"),
+            )),
+            _ => Err(ApiError::invalid(
+                format!(
+                    "prompt must be a single string, got an array of {}: send one prompt per request",
+                    items.len()
+                ),
+                Some("prompt"),
+            )),
+        },
+        _ => Err(ApiError::invalid(
+            "prompt must be a string or an array of one string",
+            Some("prompt"),
+        )),
+    }
+}
+
+fn stop_sequences(stop: Option<Value>) -> Result<Vec<String>, ApiError> {
+    let invalid = || {
+        ApiError::invalid(
+            format!("stop must be a string or an array of at most {MAX_STOP} strings"),
+            Some("stop"),
+        )
+    };
+    let stop = match stop {
+        None => Vec::new(),
+        Some(Value::String(s)) => vec![s],
+        Some(Value::Array(items)) if items.len() <= MAX_STOP => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) => Ok(s),
+                _ => Err(invalid()),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid()),
+    };
+    // An empty stop sequence would match before anything was generated.
+    Ok(stop.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+fn seed(seed: Option<serde_json::Number>) -> Result<Option<u64>, ApiError> {
+    match seed {
+        None => Ok(None),
+        Some(n) => n
+            .as_u64()
+            // A negative seed is as good a seed as any: keep its bits.
+            .or_else(|| n.as_i64().map(|i| i as u64))
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid("seed must be an integer", Some("seed"))),
+    }
+}
+
+fn include_usage(options: Option<StreamOptions>) -> bool {
+    options.and_then(|o| o.include_usage).unwrap_or(false)
+}
+
+fn chat_messages(messages: Vec<MessageBody>) -> Result<Vec<ChatMessage>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages must not be empty",
+            Some("messages"),
+        ));
+    }
+    messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, message)| {
+            let param = format!("messages.[{i}].content");
+            let content = match message.content {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(text)) => text,
+                // The multi-part form: [{"type": "text", "text": "…"}, …]; only text parts.
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .map(|part| match (part.get("type"), part.get("text")) {
+                        (Some(Value::String(kind)), Some(Value::String(text)))
+                            if kind == "text" =>
+                        {
+                            Ok(text.as_str())
+                        }
+                        _ => Err(ApiError::invalid(
+                            "only text content parts are supported",
+                            Some(&param),
+                        )),
+                    })
+                    .collect::<Result<String, _>>()?,
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        "message content must be a string or an array of text parts",
+                        Some(&param),
+                    ));
+                }
+            };
+            if message.role.is_empty() {
+                return Err(ApiError::invalid(
+                    "message role must not be empty",
+                    Some(&format!("messages.[{i}].role")),
+                ));
+            }
+            Ok(ChatMessage {
+                role: message.role,
+                content,
+            })
+        })
+        .collect()
+}
+
+/// Response identity shared by a whole completion or every chunk of its stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) id: String,
+    pub(crate) created: u64,
+    pub(crate) model: String,
+}
+
+impl Reply {
+    pub(crate) fn new(endpoint: Endpoint, model: &str, unique: u64) -> Self {
+        Self {
+            endpoint,
+            id: format!(
+                "{}-{unique:016x}{:08x}",
+                endpoint.id_prefix(),
+                crate::variant::splitmix64(unique) as u32
+            ),
+            created: unix_now(),
+            model: model.to_owned(),
+        }
+    }
+
+    /// The whole, non-streamed response.
+    pub(crate) fn completion(&self, generation: &Generation) -> Value {
+        let choice = match self.endpoint {
+            Endpoint::Completions => json!({
+                "index": 0,
+                "text": generation.text,
+                "logprobs": null,
+                "finish_reason": generation.finish_reason,
+            }),
+            Endpoint::Chat => json!({
+                "index": 0,
+                "message": {"role": "assistant", "content": generation.text},
+                "logprobs": null,
+                "finish_reason": generation.finish_reason,
+            }),
+        };
+        json!({
+            "id": self.id,
+            "object": self.object(false),
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": usage(generation),
+        })
+    }
+
+    /// A stream chunk carrying `text` (for chat, the first chunk also names the role), or the
+    /// last one carrying the finish reason.
+    pub(crate) fn chunk(
+        &self,
+        text: &str,
+        first: bool,
+        finish: Option<&Generation>,
+        include_usage: bool,
+    ) -> Value {
+        let finish_reason = finish.map(|g| g.finish_reason);
+        let choice = match self.endpoint {
+            Endpoint::Completions => json!({
+                "index": 0,
+                "text": text,
+                "logprobs": null,
+                "finish_reason": finish_reason,
+            }),
+            Endpoint::Chat => {
+                let delta = match (first, finish) {
+                    (_, Some(_)) => json!({}),
+                    (true, None) => json!({"role": "assistant", "content": text}),
+                    (false, None) => json!({"content": text}),
+                };
+                json!({
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": null,
+                    "finish_reason": finish_reason,
+                })
+            }
+        };
+        let mut chunk = self.chunk_head(vec![choice]);
+        if include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        chunk
+    }
+
+    /// The extra last chunk of `stream_options.include_usage`: no choices, the usage.
+    pub(crate) fn usage_chunk(&self, generation: &Generation) -> Value {
+        let mut chunk = self.chunk_head(Vec::new());
+        chunk["usage"] = usage(generation);
+        chunk
+    }
+
+    fn chunk_head(&self, choices: Vec<Value>) -> Value {
+        json!({
+            "id": self.id,
+            "object": self.object(true),
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        })
+    }
+
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.endpoint, chunk) {
+            (Endpoint::Completions, _) => "text_completion",
+            (Endpoint::Chat, false) => "chat.completion",
+            (Endpoint::Chat, true) => "chat.completion.chunk",
+        }
+    }
+}
+
+fn usage(generation: &Generation) -> Value {
+    json!({
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+    })
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `body` for `endpoint` and compares the error's param and message (or `Ok`).
+    fn check(endpoint: Endpoint, body: &str, expected: Result<(), (Option<&str>, &str)>) {
+        let got = ParsedRequest::parse(endpoint, body.as_bytes()).map(|_| ());
+        match (got, expected) {
+            (Ok(()), Ok(())) => {}
+            (Err(e), Err((param, message))) => {
+                assert_eq!(e.param.as_deref(), param, "{body}");
+                assert!(
+                    e.message.contains(message),
+                    "{body}: `{}` lacks `{message}`",
+                    e.message
+                );
+                assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            }
+            (got, expected) => panic!("{body}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    use Endpoint::{Chat, Completions};
+
+    #[test]
+    fn parses_and_rejects_bodies() {
+        check(Completions, r#"{"model":"m","prompt":"hi"}"#, Ok(()));
+        check(
+            Completions,
+            r#"{"model":"m","prompt":["hi"],"stop":"x","user":"u","n":1,"logit_bias":{},"stream_options":{"include_usage":true},"seed":-3}"#,
+            Ok(()),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":"hi""#,
+            Err((None, "could not parse the json")),
+        );
+        check(Completions, "[]", Err((None, "must be a json object")));
+        check(
+            Completions,
+            r#"{"prompt":"hi"}"#,
+            Err((Some("model"), "missing required parameter: `model`")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m"}"#,
+            Err((Some("prompt"), "missing")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":["a","b"]}"#,
+            Err((Some("prompt"), "array of 2")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":[1,2]}"#,
+            Err((Some("prompt"), "array of 2")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":"a","n":2}"#,
+            Err((Some("n"), "n must be 1")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":"a","max_tokens":0}"#,
+            Err((Some("max_tokens"), "at least 1")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":"a","max_tokens":"x"}"#,
+            Err((Some("max_tokens"), "invalid value for `max_tokens`")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":"a","temperature":3}"#,
+            Err((Some("temperature"), "between 0 and 2")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":"a","stop":["a","b","c","d","e"]}"#,
+            Err((Some("stop"), "at most 4")),
+        );
+        check(
+            Chat,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            Ok(()),
+        );
+        check(
+            Chat,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]},{"role":"assistant","content":null}],"max_completion_tokens":3}"#,
+            Ok(()),
+        );
+        check(
+            Chat,
+            r#"{"model":"m","messages":[]}"#,
+            Err((Some("messages"), "must not be empty")),
+        );
+        check(
+            Chat,
+            r#"{"model":"m","messages":[{"content":"x"}]}"#,
+            Err((Some("messages[0]"), "missing field `role`")),
+        );
+        check(
+            Chat,
+            r#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
+            Err((Some("messages.[0].content"), "must be a string")),
+        );
+        check(
+            Chat,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_completion_tokens":0}"#,
+            Err((Some("max_completion_tokens"), "at least 1")),
+        );
+    }
+
+    #[test]
+    fn chat_max_completion_tokens_wins() {
+        let parsed = ParsedRequest::parse(
+            Chat,
+            br#"{"model":"m","messages":[{"role":"u","content":"x"}],"max_tokens":9,"max_completion_tokens":3}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.max_tokens, Some((3, "max_completion_tokens")));
+    }
+}

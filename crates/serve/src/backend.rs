@@ -1,0 +1,78 @@
+//! The model-agnostic interface the server generates text through. A backend turns a prompt into
+//! text; it knows nothing of HTTP, JSON, routing or queuing, and the server knows nothing of
+//! tokenizers, weights or devices.
+
+use serde::{Deserialize, Serialize};
+
+/// One message of a chat conversation, as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, … passed through as given.
+    pub role: String,
+    /// The message's text (multi-part contents are joined into one string).
+    pub content: String,
+}
+
+/// What to generate: a prompt (already templated for chat) and the sampling settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    pub prompt: String,
+    /// At most this many completion tokens. The server checks that it is at least 1 and at most
+    /// [`Backend::context_length`]; a backend whose prompt leaves less room stops at the context
+    /// length with [`FinishReason::Length`].
+    pub max_tokens: usize,
+    /// 0 means greedy.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// Sampling seed; `None` lets the backend choose one.
+    pub seed: Option<u64>,
+    /// Stop sequences: generation ends before the first of them, which is not part of the text.
+    pub stop: Vec<String>,
+}
+
+/// Why generation ended, serialised as OpenAI spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// The model emitted its end of sequence, a stop sequence matched, or the caller stopped.
+    Stop,
+    /// `max_tokens` or the context length was reached.
+    Length,
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The whole completion: the concatenation of every piece passed to `on_text`.
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub finish_reason: FinishReason,
+}
+
+/// A text generator the server can answer requests with.
+///
+/// Implementations must be cheap to share (`Arc<dyn Backend>`); the server calls `generate` from
+/// blocking threads, possibly several at once when `max_concurrent` is above one.
+pub trait Backend: Send + Sync + 'static {
+    /// The model id shown by `/v1/models` and in every response's `model` field.
+    fn id(&self) -> &str;
+
+    /// The most tokens a prompt and its completion may hold together.
+    fn context_length(&self) -> usize;
+
+    /// Renders a conversation into a prompt with the model's chat template, ending where the
+    /// assistant's reply begins.
+    fn chat_prompt(&self, messages: &[ChatMessage]) -> String;
+
+    /// Generates a completion of `req.prompt`. Blocking and CPU-bound.
+    ///
+    /// Calls `on_text` with each new piece of text as it is produced; when it returns `false`
+    /// (the client went away) the backend should stop early and return what it has. An `Err` is
+    /// reported to the client as a server error with this message.
+    fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, String>;
+}

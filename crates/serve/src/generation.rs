@@ -1,0 +1,64 @@
+//! Running a backend's blocking `generate` off the async runtime and passing its pieces back
+//! through a channel. A panicking backend becomes an error, never a crashed server.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::{Backend, GenerateRequest, Generation};
+
+/// Pieces buffered between the backend and a slow client before the backend waits.
+const PIECES_IN_FLIGHT: usize = 64;
+
+/// What a running generation reports.
+#[derive(Debug)]
+pub(crate) enum Piece {
+    Text(String),
+    Done(Result<Generation, String>),
+}
+
+/// Starts `backend.generate(req)` on a blocking thread. `hold` (the queue ticket, the slot
+/// permit, the in-flight gauge) is released when the backend returns, not when the client
+/// leaves, so the bound counts work that is really running. Dropping the receiver asks the
+/// backend to stop.
+pub(crate) fn start(
+    backend: Arc<dyn Backend>,
+    req: GenerateRequest,
+    hold: impl Send + 'static,
+) -> mpsc::Receiver<Piece> {
+    let (tx, rx) = mpsc::channel(PIECES_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut on_text =
+            |text: &str| text.is_empty() || tx.blocking_send(Piece::Text(text.to_owned())).is_ok();
+        let result = catch_unwind(AssertUnwindSafe(|| backend.generate(&req, &mut on_text)))
+            .unwrap_or_else(|panic| Err(format!("backend panicked: {}", panic_message(&*panic))));
+        // Free the slot before reporting, so that a client who has its answer finds the slot
+        // free.
+        drop(hold);
+        // The receiver may be gone (the client left); nothing to tell then.
+        let _ = tx.blocking_send(Piece::Done(result));
+    });
+    rx
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "no message"
+    }
+}
+
+/// Waits for the end of a generation, dropping the pieces (the result holds the whole text).
+pub(crate) async fn finish(rx: &mut mpsc::Receiver<Piece>) -> Result<Generation, String> {
+    while let Some(piece) = rx.recv().await {
+        if let Piece::Done(result) = piece {
+            return result;
+        }
+    }
+    Err("the backend stopped without a result".to_owned())
+}

@@ -1,0 +1,292 @@
+//! The HTTP handlers: route a request to a variant, parse it, wait for a slot, generate, and
+//! answer as one JSON body or as server-sent events.
+
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::api::{ApiError, Endpoint, ParsedRequest, Reply};
+use crate::generation::{self, Piece};
+use crate::metrics::{Gauge, Observation};
+use crate::variant::splitmix64;
+use crate::{AppState, VARIANT_HEADER};
+
+pub(crate) async fn completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    generate(state, Endpoint::Completions, headers, body).await
+}
+
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    generate(state, Endpoint::Chat, headers, body).await
+}
+
+/// A generation request from routing to the last byte. Every answer after routing, error or
+/// not, names its variant in a header and is counted under it.
+async fn generate(
+    state: AppState,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let variant = match choose_variant(&state, &headers) {
+        Ok(variant) => variant,
+        Err(error) => return error.into_response(),
+    };
+    let mut observation = state.0.metrics.observe(variant, endpoint);
+    let mut response = match start(&state, variant, endpoint, body).await {
+        Ok(started) => started.respond(observation).await,
+        Err(error) => {
+            observation.fail(error.status.as_u16());
+            error.into_response()
+        }
+    };
+    let name = &state.0.variants.get(variant).name;
+    if let Ok(value) = HeaderValue::from_str(name) {
+        response.headers_mut().insert(VARIANT_HEADER, value);
+    }
+    response
+}
+
+/// The forced variant of the `x-sluice-variant` header, or the router's choice.
+fn choose_variant(state: &AppState, headers: &HeaderMap) -> Result<usize, ApiError> {
+    match headers.get(VARIANT_HEADER) {
+        Some(value) => {
+            let name = value.to_str().unwrap_or_default();
+            state
+                .0
+                .variants
+                .position(name)
+                .ok_or_else(|| ApiError::unknown_variant(name))
+        }
+        None => Ok(state.0.routing.route(&state.0.variants)),
+    }
+}
+
+/// A generation under way, with what is needed to answer it.
+struct Started {
+    reply: Reply,
+    stream: bool,
+    include_usage: bool,
+    pieces: mpsc::Receiver<Piece>,
+}
+
+/// Parses and validates the request, takes a place in the queue, waits for a slot and starts
+/// the backend.
+async fn start(
+    state: &AppState,
+    variant: usize,
+    endpoint: Endpoint,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Started, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(state.0.config.body_limit)
+        } else {
+            ApiError::invalid(
+                format!("could not read the request body: {}", rejection.body_text()),
+                None,
+            )
+        }
+    })?;
+    let parsed = ParsedRequest::parse(endpoint, &body)?;
+    if !state.0.variants.knows_model(&parsed.model) {
+        return Err(ApiError::unknown_model(&parsed.model));
+    }
+    let backend = &state.0.variants.get(variant).backend;
+    let request = parsed.generate_request(backend.as_ref())?;
+
+    let ticket = state.0.queue.admit().ok_or_else(ApiError::overloaded)?;
+    let queued = state.0.metrics.raise(Gauge::Queued, variant);
+    let slot = ticket.slot().await;
+    drop(queued);
+    let in_flight = state.0.metrics.raise(Gauge::InFlight, variant);
+
+    let unique = splitmix64(state.0.ids.fetch_add(1, Ordering::Relaxed) ^ state.0.id_salt);
+    Ok(Started {
+        reply: Reply::new(endpoint, backend.id(), unique),
+        stream: parsed.stream,
+        include_usage: parsed.include_usage,
+        pieces: generation::start(Arc::clone(backend), request, (ticket, slot, in_flight)),
+    })
+}
+
+impl Started {
+    async fn respond(mut self, mut observation: Observation) -> Response {
+        if !self.stream {
+            return match generation::finish(&mut self.pieces).await {
+                Ok(generation) => {
+                    observation.succeed(&generation);
+                    Json(self.reply.completion(&generation)).into_response()
+                }
+                Err(message) => {
+                    observation.fail(500);
+                    ApiError::server(message).into_response()
+                }
+            };
+        }
+        // Wait for the first piece before committing to a 200, so that a backend that fails
+        // at once is answered with a plain 500.
+        let first = match self.pieces.recv().await {
+            Some(Piece::Done(Err(message))) => {
+                observation.fail(500);
+                return ApiError::server(message).into_response();
+            }
+            None => {
+                observation.fail(500);
+                return ApiError::server("the backend stopped without a result").into_response();
+            }
+            Some(piece) => piece,
+        };
+        let (events, rx) = mpsc::channel::<Result<Event, Infallible>>(16);
+        tokio::spawn(stream_events(self, first, events, observation));
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|event| (event, rx))
+        });
+        Sse::new(stream).into_response()
+    }
+}
+
+/// Turns the backend's pieces into OpenAI stream chunks. Stops, and lets the backend stop,
+/// as soon as the client goes away.
+async fn stream_events(
+    started: Started,
+    first: Piece,
+    events: mpsc::Sender<Result<Event, Infallible>>,
+    mut observation: Observation,
+) {
+    let Started {
+        reply,
+        include_usage,
+        mut pieces,
+        ..
+    } = started;
+    let send = |value: &Value| {
+        let event = Event::default().data(value.to_string());
+        let events = events.clone();
+        async move { events.send(Ok(event)).await.is_ok() }
+    };
+    // Chat streams open with the assistant's role and empty content, as OpenAI's do.
+    if reply.endpoint == Endpoint::Chat && !send(&reply.chunk("", true, None, include_usage)).await
+    {
+        return;
+    }
+    let mut next = Some(first);
+    loop {
+        let piece = match next.take() {
+            Some(piece) => Some(piece),
+            None => pieces.recv().await,
+        };
+        match piece {
+            Some(Piece::Text(text)) => {
+                if !send(&reply.chunk(&text, false, None, include_usage)).await {
+                    return;
+                }
+            }
+            Some(Piece::Done(Ok(generation))) => {
+                observation.succeed(&generation);
+                let mut ok = send(&reply.chunk("", false, Some(&generation), include_usage)).await;
+                if ok && include_usage {
+                    ok = send(&reply.usage_chunk(&generation)).await;
+                }
+                if ok {
+                    // Counted before the client can see the end of the stream.
+                    drop(observation);
+                    let _ = events.send(Ok(Event::default().data("[DONE]"))).await;
+                }
+                return;
+            }
+            Some(Piece::Done(Err(message))) => {
+                observation.fail(500);
+                send(&ApiError::server(message).body()).await;
+                return;
+            }
+            None => {
+                observation.fail(500);
+                send(&ApiError::server("the backend stopped without a result").body()).await;
+                return;
+            }
+        }
+    }
+}
+
+pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
+    let mut data: Vec<Value> = Vec::new();
+    for variant in state.0.variants.as_slice() {
+        let id = variant.backend.id();
+        if !data.iter().any(|m| m["id"] == id) {
+            data.push(model_object(&state, id));
+        }
+    }
+    Json(json!({"object": "list", "data": data}))
+}
+
+pub(crate) async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let known = state
+        .0
+        .variants
+        .as_slice()
+        .iter()
+        .any(|v| v.backend.id() == id);
+    if known {
+        Json(model_object(&state, &id)).into_response()
+    } else {
+        ApiError::unknown_model(&id).into_response()
+    }
+}
+
+fn model_object(state: &AppState, id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": state.0.started, "owned_by": "sluice"})
+}
+
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.0.metrics.render(),
+    )
+        .into_response()
+}
+
+pub(crate) async fn not_found(request: Request) -> Response {
+    ApiError::not_found(request.method().as_str(), request.uri().path()).into_response()
+}
+
+pub(crate) async fn method_not_allowed(request: Request) -> Response {
+    ApiError::method_not_allowed(request.method().as_str(), request.uri().path()).into_response()
+}
+
+/// Answers 500 instead of dropping the connection should a handler ever panic.
+pub(crate) async fn catch_panic(request: Request, next: Next) -> Response {
+    AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            ApiError::server("internal error while handling the request").into_response()
+        })
+}
