@@ -253,24 +253,46 @@ fn the_quickstart_runs_and_then_comes_from_the_cache() {
         copy_from_repo(&t, dir);
     }
     let _ = std::fs::remove_file(t.path("pipelines/quickstart.lock"));
-    let r = t.sluice(&["run", "--json"]).ok();
+    // Short training keeps the debug-build test fast; the pipeline is the one users run.
+    let short = ["-p", "pretrain_epochs=0.1", "-p", "finetune_epochs=0.2"];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--json"];
+        args.extend_from_slice(&short);
+        args.extend_from_slice(extra);
+        t.sluice(&args).ok()
+    };
+    let r = run(&[]);
     assert!(r.statuses().iter().all(|(_, s)| s == "ran"), "{}", r.stdout);
     let report = t.read("reports/quickstart.md");
     assert!(report.contains("| rows in | 3460 |"), "{report}");
     assert!(report.contains("| dedup_normalized: removed |"), "{report}");
     assert!(t.exists("build/quickstart/split/train.parquet"));
-    let r = t.sluice(&["run", "--json"]).ok();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "adapter_model.safetensors",
+        "adapter_config.json",
+    ] {
+        assert!(
+            t.exists(&format!("build/quickstart/finetune/model/{f}")),
+            "{f}"
+        );
+    }
+    let lock = t.read("pipelines/quickstart.lock");
+    assert!(lock.contains("val_loss"), "{lock}");
+    let r = run(&[]);
     assert!(
         r.statuses().iter().all(|(_, s)| s == "cached"),
         "{}",
         r.stdout
     );
-    let r = t.sluice(&["run", "--json", "-p", "min_chars=30"]).ok();
+    let r = run(&["-p", "min_chars=30"]);
     assert_eq!(r.status_of("collect"), "cached");
     assert_eq!(r.status_of("clean"), "ran");
-    let r = t
-        .sluice(&["run", "--json", "-p", "min_chars=30", "-p", "seed=8"])
-        .ok();
+    assert_eq!(r.status_of("pretrain"), "cached");
+    assert_eq!(r.status_of("finetune"), "ran");
+    let r = run(&["-p", "min_chars=30", "-p", "seed=8"]);
     assert_eq!(r.status_of("clean"), "cached");
     assert_eq!(r.status_of("augment"), "ran");
 }

@@ -10,3 +10,4 @@ mod failures;
 mod robustness;
 mod scheduler;
 mod schema;
+mod train;

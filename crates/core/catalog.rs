@@ -7,7 +7,10 @@ use sluice_stage::Catalog;
 /// Every builtin stage kind.
 pub fn catalog() -> Catalog {
     let mut catalog = Catalog::new();
-    for kind in sluice_data::kinds() {
+    for kind in sluice_data::kinds()
+        .into_iter()
+        .chain(sluice_model::kinds())
+    {
         catalog.add(kind);
     }
     catalog

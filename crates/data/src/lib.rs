@@ -11,7 +11,6 @@ pub mod collect;
 mod fetch;
 mod format;
 mod minhash;
-mod options;
 mod parquet;
 pub mod schema;
 pub mod split;
@@ -27,7 +26,9 @@ mod tests;
 
 use std::sync::LazyLock;
 
-use sluice_stage::{OutputSpec, StageKind};
+use sluice_stage::{OutputSpec, StageKind, options};
+
+pub use parquet::{read_examples, write_examples};
 
 pub use augment::Augment;
 pub use clean::Clean;

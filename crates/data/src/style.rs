@@ -30,6 +30,8 @@ pub enum Style {
     /// Labelled text for classification: `text` and `label`. `input` is the text; `output` and
     /// `label` are the label.
     Classification,
+    /// Plain text for language-model pre-training: `text` becomes `input`; `output` is empty.
+    Text,
 }
 
 /// Which field of a source record fills each column of the example schema. Each key defaults to
@@ -175,6 +177,9 @@ impl Mapping {
                 example.output =
                     required(record, &self.wanted(&f.output, "output", "output", true))?;
                 example.label = text(record, &self.wanted(&f.label, "label", "label", false))?;
+            }
+            Style::Text => {
+                example.input = required(record, &self.wanted(&f.input, "text", "input", true))?;
             }
             Style::Classification => {
                 example.input = required(record, &self.wanted(&f.input, "text", "input", true))?;
@@ -433,6 +438,14 @@ mod tests {
             json!({"input": "sentence"}),
             json!({"text": "great!", "label": 1}),
             Err("no field `sentence` (for `input`); the record has `label`, `text`"),
+        );
+        check(
+            Style::Text,
+            json!({"input": "answer"}),
+            json!({"answer": "Restart it.", "question": "How?"}),
+            Ok(
+                json!({"id": "", "input": "Restart it.", "output": "", "label": null, "messages": null}),
+            ),
         );
     }
 }

@@ -65,6 +65,7 @@ impl Workspace {
         let progress = |_: &str| {};
         let ctx = StageContext {
             stage,
+            key: "0000000000000000",
             workspace: &root,
             with: &with,
             outputs: &absolute,

@@ -699,7 +699,7 @@ async fn execute(
         ctx.observer.started(&name, &device);
         let run_started = Instant::now();
         let result = if stage.uses.is_some() {
-            run_builtin(&ctx, i, &grant, cancel.clone()).await
+            run_builtin(&ctx, i, &key, &grant, cancel.clone()).await
         } else {
             run_command(
                 &workspace,
@@ -775,6 +775,7 @@ async fn execute(
 async fn run_builtin(
     ctx: &Arc<Ctx>,
     i: usize,
+    key: &str,
     grant: &Grant,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<BTreeMap<String, f64>, CommandFailure> {
@@ -796,6 +797,7 @@ async fn run_builtin(
     };
     let task_ctx = ctx.clone();
     let task_flag = flag.clone();
+    let task_key = key.to_owned();
     let mut task = tokio::task::spawn_blocking(move || {
         let stage = task_ctx.plan.stage(i);
         let kind_name = stage.uses.as_deref().unwrap_or_default();
@@ -814,6 +816,7 @@ async fn run_builtin(
         let progress = |m: &str| observer.progress(&stage.name, m);
         let context = StageContext {
             stage: &stage.name,
+            key: &task_key,
             workspace,
             with: &stage.with,
             outputs: &outputs,

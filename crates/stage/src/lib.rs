@@ -6,6 +6,8 @@
 //! This crate knows nothing of the scheduler, YAML, candle or polars: a new stage kind is one type
 //! implementing [`StageKind`], registered in the binary's catalog.
 
+pub mod options;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,8 @@ impl fmt::Display for Device {
 pub struct StageContext<'a> {
     /// The stage's name in the workflow.
     pub stage: &'a str,
+    /// The stage's cache key (hex): what a checkpoint in `work_dir` must match to be resumed.
+    pub key: &'a str,
     /// The workspace root; paths in `with` are relative to it.
     pub workspace: &'a Path,
     /// The options, every reference resolved: params are values, `${{ stages.S.outputs.O }}` are

@@ -1,10 +1,10 @@
 //! Reading a stage's `with:` options into its typed options struct, with errors that point at the
 //! offending key and suggest the closest valid one.
 
+use crate::{OptionError, StageError};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
-use sluice_stage::{OptionError, StageError};
 
 /// Deserializes `with` into `T`, turning the first serde error into an [`OptionError`] with its
 /// path inside `with` (serde stops at the first error, so there is at most one).

@@ -1,0 +1,107 @@
+//! The `train` stage driven through the engine: a tiny model trained from scratch and then
+//! fine-tuned with LoRA, cached on the second run, with metrics in the lockfile; option errors
+//! with positions; and a killed run that resumes from its checkpoint.
+
+use crate::support::Test;
+
+const PIPELINE: &str = r#"version: 1
+name: tiny
+params:
+  steps: 6
+stages:
+  collect:
+    uses: collect
+    with:
+      sources:
+        - path: raw/qa.jsonl
+  pretrain:
+    uses: train
+    with:
+      base: {init: {arch: llama, hidden: 32, layers: 1, heads: 2, vocab: 300, seq: 48}}
+      data: ${{ stages.collect.outputs.data }}
+      loss: all
+      max_steps: ${{ params.steps }}
+      batch_size: 4
+      lr: 0.01
+  finetune:
+    uses: train
+    with:
+      base: ${{ stages.pretrain.outputs.model }}
+      data: ${{ stages.collect.outputs.data }}
+      validation: ${{ stages.collect.outputs.data }}
+      method: lora
+      lora: {rank: 2, targets: [q_proj, v_proj]}
+      max_steps: ${{ params.steps }}
+      batch_size: 4
+"#;
+
+fn rows(n: usize) -> String {
+    let words = ["red", "blue", "green", "black", "white"];
+    (0..n)
+        .map(|i| {
+            let w = words[i % words.len()];
+            format!("{{\"input\": \"colour {i}?\", \"output\": \"{w}\"}}\n")
+        })
+        .collect()
+}
+
+#[test]
+fn train_from_scratch_then_lora_then_from_the_cache() {
+    let t = Test::new();
+    t.write("raw/qa.jsonl", &rows(20)).workflow(PIPELINE);
+    let r = t.run(&[]);
+    assert_eq!(r.status_of("finetune"), "ran", "{}", r.stdout);
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "sluice.json",
+    ] {
+        assert!(t.exists(&format!("build/tiny/pretrain/model/{f}")), "{f}");
+    }
+    assert!(t.exists("build/tiny/finetune/model/adapter_model.safetensors"));
+    assert!(t.exists("build/tiny/finetune/history.jsonl"));
+    assert!(t.exists("build/tiny/finetune/loss.svg"));
+    let lock = t.read("wf.lock");
+    assert!(lock.contains("trainable_params"), "{lock}");
+    assert!(lock.contains("val_loss"), "{lock}");
+    let r = t.run(&[]);
+    assert!(
+        r.statuses().iter().all(|(_, s)| s == "cached"),
+        "{}",
+        r.stdout
+    );
+    // Both stages read `steps`, so both run again.
+    let r = t.run(&["-p", "steps=3"]);
+    assert_eq!(r.status_of("pretrain"), "ran");
+    assert_eq!(r.status_of("finetune"), "ran");
+}
+
+#[test]
+fn train_option_errors_point_at_the_workflow() {
+    let t = Test::new();
+    t.write("raw/qa.jsonl", &rows(4)).workflow(
+        &PIPELINE
+            .replace("targets: [q_proj, v_proj]", "targets: [q_prj]")
+            .replace("      loss: all\n", "      loss: all\n      epoch: 2\n"),
+    );
+    t.sluice(&["run", "wf.yaml"])
+        .fails(1)
+        .stderr_has("unknown LoRA target module `q_prj`")
+        .stderr_has("did you mean `epochs`?")
+        .stderr_has("wf.yaml:");
+}
+
+#[test]
+fn a_missing_base_directory_names_the_stage_and_path() {
+    let t = Test::new();
+    t.write("raw/qa.jsonl", &rows(4))
+        .workflow(&PIPELINE.replace(
+            "base: ${{ stages.pretrain.outputs.model }}",
+            "base: models/nothing-here",
+        ));
+    t.sluice(&["run", "wf.yaml", "-s", "finetune", "-k"])
+        .fails(1)
+        .stderr_has("finetune")
+        .stderr_has("models/nothing-here");
+}
