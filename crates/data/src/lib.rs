@@ -28,7 +28,7 @@ use std::sync::LazyLock;
 
 use sluice_stage::{OutputSpec, StageKind, options};
 
-pub use parquet::{read_examples, write_examples};
+pub use parquet::{TableColumn, read_examples, read_frame, write_examples, write_table};
 
 pub use augment::Augment;
 pub use clean::Clean;

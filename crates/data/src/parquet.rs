@@ -51,3 +51,44 @@ pub fn write_examples(path: &Path, rows: &[Example]) -> Result<(), StageError> {
     out.flush().map_err(|e| failed(&e))?;
     Ok(())
 }
+
+/// A column of a table that is not in the example schema (an evaluation's predictions).
+pub enum TableColumn {
+    Text(Vec<String>),
+    Number(Vec<f64>),
+}
+
+/// Writes a table of named columns, all of the same length, as deterministically as
+/// [`write_examples`]. A NaN number is written as null.
+pub fn write_table(path: &Path, columns: &[(&str, TableColumn)]) -> Result<(), StageError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        StageError::failed(format!("cannot write {}: {e}", path.display()))
+    };
+    let height = columns.first().map_or(0, |(_, c)| match c {
+        TableColumn::Text(v) => v.len(),
+        TableColumn::Number(v) => v.len(),
+    });
+    let columns: Vec<Column> = columns
+        .iter()
+        .map(|(name, c)| match c {
+            TableColumn::Text(v) => Column::new((*name).into(), v),
+            TableColumn::Number(v) => {
+                let v: Vec<Option<f64>> = v.iter().map(|x| (!x.is_nan()).then_some(*x)).collect();
+                Column::new((*name).into(), v)
+            }
+        })
+        .collect();
+    let mut df = DataFrame::new(height, columns).map_err(|e| failed(&e))?;
+    let file = File::create(path).map_err(|e| failed(&e))?;
+    let mut out = BufWriter::new(file);
+    ParquetWriter::new(&mut out)
+        .with_compression(ParquetCompression::Zstd(Some(
+            polars::polars_utils::compression::ZstdLevel::try_new(1).map_err(|e| failed(&e))?,
+        )))
+        .with_row_group_size(Some(ROW_GROUP_ROWS))
+        .with_statistics(StatisticsOptions::default())
+        .finish(&mut df)
+        .map_err(|e| failed(&e))?;
+    out.flush().map_err(|e| failed(&e))?;
+    Ok(())
+}

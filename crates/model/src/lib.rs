@@ -12,7 +12,10 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod deploy;
 pub mod error;
+pub mod evaluate;
+pub mod generate;
 pub mod hf;
 pub mod history;
 mod hub;
@@ -36,9 +39,11 @@ mod tests;
 use sluice_stage::StageKind;
 
 pub use error::ModelError;
+pub use deploy::Deploy;
+pub use evaluate::Evaluate;
 pub use train::Train;
 
 /// The model stage kinds, for the binary's catalog.
 pub fn kinds() -> Vec<Box<dyn StageKind>> {
-    vec![Box::new(Train)]
+    vec![Box::new(Train), Box::new(Evaluate), Box::new(Deploy)]
 }
