@@ -93,7 +93,22 @@ fn dispatch(command: Command) -> Result<u8> {
     }
 }
 
+/// candle runs elementwise ops on a pool of threads that spin at a barrier after every op; when
+/// the cores are shared (parallel stages, another process) the spinning costs more than the
+/// work, and training slowed down 1.5–2.5× in measurements. The heavy elementwise work of a
+/// training step is in sluice's own fused kernels, which run on rayon, as do matrix products;
+/// so candle's pool gets one thread unless the user chose otherwise.
+#[allow(unsafe_code)]
+fn single_threaded_candle_elementwise() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists, so nothing can
+        // read the environment concurrently.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
 fn main() -> ExitCode {
+    single_threaded_candle_elementwise();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match dispatch(cli.command) {

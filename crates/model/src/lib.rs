@@ -15,6 +15,7 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod evaluate;
+pub mod fused;
 pub mod generate;
 pub mod hf;
 pub mod history;
@@ -38,8 +39,8 @@ mod tests;
 
 use sluice_stage::StageKind;
 
-pub use error::ModelError;
 pub use deploy::Deploy;
+pub use error::ModelError;
 pub use evaluate::Evaluate;
 pub use train::Train;
 

@@ -155,7 +155,6 @@ impl Llama {
         let len = t + virtual_tokens;
         let (cos, sin) =
             ops::rope_tables(cfg.head_dim(), cfg.rope_theta, start, len, &self.device)?;
-        let mask = ops::causal_mask(start, len, &self.device)?;
         if let Some(c) = cache.as_deref_mut()
             && c.layers.is_empty()
         {
@@ -169,7 +168,7 @@ impl Llama {
                 cfg.rms_norm_eps,
             )?;
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            let attn = self.attention(&p, &normed, &cos, &sin, &mask, layer_cache, &mut rng)?;
+            let attn = self.attention(&p, &normed, &cos, &sin, start, layer_cache, &mut rng)?;
             x = (x + attn)?;
             let normed = ops::rms_norm(
                 &x,
@@ -208,7 +207,7 @@ impl Llama {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: &Tensor,
+        start: usize,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
         rng: &mut Option<&mut Rng>,
     ) -> Result<Tensor> {
@@ -246,8 +245,7 @@ impl Llama {
             (ops::repeat_kv(&k, rep)?, ops::repeat_kv(&v, rep)?)
         };
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let probs = ops::softmax_last(&scores)?;
+        let probs = ops::causal_softmax(&q.matmul(&k.t()?)?, scale, start)?;
         let out = probs.matmul(&v)?;
         let out = out.transpose(1, 2)?.reshape((b, t, heads * hd))?;
         self.linear(&format!("{p}.self_attn.o_proj"), &out, rng)

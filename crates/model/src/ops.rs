@@ -1,9 +1,13 @@
-//! The tensor operations the models are made of, each differentiable: composed from candle ops
-//! that have a backward pass (candle-nn's fused norm, softmax and rope kernels have none).
+//! The tensor operations the models are made of, each differentiable: on the CPU through the
+//! fused kernels of [`crate::fused`], which carry their own backward pass; elsewhere composed
+//! from candle ops that have one (candle-nn's fused norm, softmax and rope kernels have none).
+
+use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::error::Result;
+use crate::fused;
 
 /// `x · wᵀ` for `x` of shape `(…, in)` and `w` of shape `(out, in)`.
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -18,6 +22,15 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) · w`.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let x = x.contiguous()?;
+        return Ok(x.apply_op2(w, fused::RmsNorm { eps: eps as f32 })?);
+    }
+    rms_norm_composite(x, w, eps)
+}
+
+/// RMSNorm from candle ops (any device; the reference for the fused kernel).
+pub fn rms_norm_composite(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     let normed = x.broadcast_div(&(ms + eps)?.sqrt()?)?;
     Ok(normed.broadcast_mul(w)?)
@@ -59,6 +72,15 @@ pub fn rope_tables(
 
 /// Rotary embeddings on `x` of shape `(batch, heads, seq, head_dim)`.
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let x = x.contiguous()?;
+        return Ok(x.apply_op3(cos, sin, fused::Rope { transpose: false })?);
+    }
+    rope_composite(x, cos, sin)
+}
+
+/// Rotary embeddings from candle ops.
+pub fn rope_composite(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let hd = x.dim(D::Minus1)?;
     let half = hd / 2;
     let x1 = x.narrow(D::Minus1, 0, half)?;
@@ -88,8 +110,47 @@ pub fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
         .reshape((b, kv * rep, t, d))?)
 }
 
+/// Attention probabilities from raw scores `(…, len, start + len)`: `softmax(scale · scores)`
+/// with query `i` seeing keys `0..=start + i`.
+pub fn causal_softmax(scores: &Tensor, scale: f64, start: usize) -> Result<Tensor> {
+    if scores.device().is_cpu() {
+        let scores = scores.contiguous()?;
+        return Ok(scores.apply_op1(fused::CausalSoftmax {
+            scale: scale as f32,
+            start,
+        })?);
+    }
+    let len = scores.dim(D::Minus2)?;
+    let mask = causal_mask(start, len, scores.device())?;
+    softmax_last(&(scores * scale)?.broadcast_add(&mask)?)
+}
+
 /// `sum(-log p(target) · weight) / denominator` over every position of `logits` `(b, t, v)`.
 pub fn masked_nll(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    denominator: f64,
+) -> Result<Tensor> {
+    if logits.device().is_cpu() {
+        let (b, t, v) = logits.dims3()?;
+        let op = fused::CrossEntropy {
+            targets: Arc::new(targets.flatten_all()?.to_vec1::<u32>()?),
+            weights: Arc::new(
+                weights
+                    .flatten_all()?
+                    .to_dtype(DType::F32)?
+                    .to_vec1::<f32>()?,
+            ),
+            denominator,
+        };
+        return Ok(logits.reshape((b * t, v))?.contiguous()?.apply_op1(op)?);
+    }
+    masked_nll_composite(logits, targets, weights, denominator)
+}
+
+/// The masked cross-entropy from candle ops.
+pub fn masked_nll_composite(
     logits: &Tensor,
     targets: &Tensor,
     weights: &Tensor,

@@ -598,3 +598,102 @@ fn sequences_weigh_outputs_only_and_respect_the_limit() {
         again.to_string(false).unwrap()
     );
 }
+
+/// The fused CPU kernels against the composite ops they replace: values and gradients.
+#[test]
+fn fused_kernels_match_the_composite_ops() {
+    use candle_core::Var;
+    let d = Device::Cpu;
+    let mut rng = Rng::new(4);
+    let mut var = |shape: &[usize]| {
+        let n = shape.iter().product();
+        Var::from_tensor(&Tensor::from_vec(rng.normal_vec(n, 1.0), shape, &d).unwrap()).unwrap()
+    };
+    let close = |a: &Tensor, b: &Tensor, what: &str| {
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "{what}: differs by {diff}");
+    };
+    // Each case: a scalar loss from the fused and the composite op, and the vars to compare.
+    let probe = var(&[2, 3, 5, 8]);
+    let weights = probe.as_tensor().sqr().unwrap();
+    let check = |fused: Tensor, composite: Tensor, vars: &[&Var], what: &str| {
+        close(&fused, &composite, what);
+        let lf = (fused.flatten_all().unwrap()
+            * weights
+                .flatten_all()
+                .unwrap()
+                .narrow(0, 0, fused.elem_count())
+                .unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap();
+        let lc = (composite.flatten_all().unwrap()
+            * weights
+                .flatten_all()
+                .unwrap()
+                .narrow(0, 0, composite.elem_count())
+                .unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap();
+        let (gf, gc) = (lf.backward().unwrap(), lc.backward().unwrap());
+        for v in vars {
+            close(
+                gf.get(v.as_tensor()).unwrap(),
+                gc.get(v.as_tensor()).unwrap(),
+                &format!("{what} gradient"),
+            );
+        }
+    };
+    let x = var(&[2, 3, 4, 8]);
+    let w = var(&[8]);
+    check(
+        crate::ops::rms_norm(&x, &w, 1e-5).unwrap(),
+        crate::ops::rms_norm_composite(&x, &w, 1e-5).unwrap(),
+        &[&x, &w],
+        "rms_norm",
+    );
+    let (cos, sin) = crate::ops::rope_tables(8, 10_000.0, 3, 4, &d).unwrap();
+    check(
+        crate::ops::rope(&x, &cos, &sin).unwrap(),
+        crate::ops::rope_composite(&x, &cos, &sin).unwrap(),
+        &[&x],
+        "rope",
+    );
+    let scores = var(&[2, 3, 4, 6]);
+    let mask = crate::ops::causal_mask(2, 4, &d).unwrap();
+    check(
+        crate::ops::causal_softmax(&scores, 0.5, 2).unwrap(),
+        crate::ops::softmax_last(
+            &(scores.as_tensor() * 0.5)
+                .unwrap()
+                .broadcast_add(&mask)
+                .unwrap(),
+        )
+        .unwrap(),
+        &[&scores],
+        "causal_softmax",
+    );
+    let logits = var(&[2, 3, 7]);
+    let targets = Tensor::new(&[[1u32, 6, 0], [3, 3, 2]], &d).unwrap();
+    let mask = Tensor::new(&[[1f32, 0.0, 1.0], [1.0, 1.0, 0.0]], &d).unwrap();
+    check(
+        crate::ops::masked_nll(&logits, &targets, &mask, 4.0)
+            .unwrap()
+            .reshape(1)
+            .unwrap(),
+        crate::ops::masked_nll_composite(&logits, &targets, &mask, 4.0)
+            .unwrap()
+            .reshape(1)
+            .unwrap(),
+        &[&logits],
+        "masked_nll",
+    );
+}

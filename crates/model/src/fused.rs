@@ -1,0 +1,454 @@
+//! Fused CPU kernels with their own backward pass, for the operations a training step spends
+//! its elementwise time in: RMSNorm, the scaled causal softmax of attention, rotary embeddings
+//! and the masked cross-entropy over the vocabulary. Each replaces several candle ops (and
+//! their intermediate tensors) by one pass over rows, parallel with rayon; reductions combine
+//! fixed-size chunks in order, so results do not depend on the thread count.
+//!
+//! They run on the CPU only: [`crate::ops`] uses them for CPU tensors and the composite ops
+//! elsewhere. Inputs must be contiguous f32.
+
+use std::sync::Arc;
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail,
+};
+use rayon::prelude::*;
+
+/// Rows per parallel task: large enough to amortise scheduling, fixed for determinism.
+const ROWS_PER_TASK: usize = 64;
+
+fn data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("{what}: needs f32 data")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => bail!("{what}: needs a contiguous tensor"),
+    }
+}
+
+fn last_dim(l: &Layout) -> usize {
+    *l.dims().last().unwrap_or(&1)
+}
+
+// ---- RMSNorm ----------------------------------------------------------------------------
+
+/// `y = x / sqrt(mean(x²) + eps) · w` over the last dimension.
+pub struct RmsNorm {
+    pub eps: f32,
+}
+
+fn inv_rms(row: &[f32], eps: f32) -> f32 {
+    let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+    1.0 / (ms + eps).sqrt()
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "sluice-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = data(s1, l1, self.name())?;
+        let w = data(s2, l2, self.name())?;
+        let d = last_dim(l1);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d * ROWS_PER_TASK)
+            .zip(x.par_chunks(d * ROWS_PER_TASK))
+            .for_each(|(o, x)| {
+                for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
+                    let r = inv_rms(x, self.eps);
+                    for ((o, x), w) in o.iter_mut().zip(x).zip(w) {
+                        *o = x * r * w;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = x.apply_op3_no_bwd(w, &grad, &RmsNormGradX { eps: self.eps })?;
+        let dw = x.apply_op2_no_bwd(&grad, &RmsNormGradW { eps: self.eps })?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `dx = r · (g·w − x · r² · mean(g·w·x))`.
+struct RmsNormGradX {
+    eps: f32,
+}
+
+impl CustomOp3 for RmsNormGradX {
+    fn name(&self) -> &'static str {
+        "sluice-rms-norm-grad-x"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = data(s1, l1, self.name())?;
+        let w = data(s2, l2, self.name())?;
+        let g = data(s3, l3, self.name())?;
+        let d = last_dim(l1);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d * ROWS_PER_TASK)
+            .zip(
+                x.par_chunks(d * ROWS_PER_TASK)
+                    .zip(g.par_chunks(d * ROWS_PER_TASK)),
+            )
+            .for_each(|(o, (x, g))| {
+                for (o, (x, g)) in o.chunks_mut(d).zip(x.chunks(d).zip(g.chunks(d))) {
+                    let r = inv_rms(x, self.eps);
+                    let dot: f32 = x
+                        .iter()
+                        .zip(g)
+                        .zip(w)
+                        .map(|((x, g), w)| g * w * x)
+                        .sum::<f32>()
+                        / d as f32;
+                    let c = r * r * dot;
+                    for (((o, x), g), w) in o.iter_mut().zip(x).zip(g).zip(w) {
+                        *o = r * (g * w - x * c);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// `dw = Σ_rows g · x · r`.
+struct RmsNormGradW {
+    eps: f32,
+}
+
+impl CustomOp2 for RmsNormGradW {
+    fn name(&self) -> &'static str {
+        "sluice-rms-norm-grad-w"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = data(s1, l1, self.name())?;
+        let g = data(s2, l2, self.name())?;
+        let d = last_dim(l1);
+        let partials: Vec<Vec<f32>> = x
+            .par_chunks(d * ROWS_PER_TASK)
+            .zip(g.par_chunks(d * ROWS_PER_TASK))
+            .map(|(x, g)| {
+                let mut acc = vec![0f32; d];
+                for (x, g) in x.chunks(d).zip(g.chunks(d)) {
+                    let r = inv_rms(x, self.eps);
+                    for ((a, x), g) in acc.iter_mut().zip(x).zip(g) {
+                        *a += g * x * r;
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut out = vec![0f32; d];
+        for p in partials {
+            for (o, p) in out.iter_mut().zip(p) {
+                *o += p;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(d)))
+    }
+}
+
+// ---- Scaled causal softmax ----------------------------------------------------------------
+
+/// `softmax(scale · x + causal mask)` over the last dimension of `(…, len, start + len)`
+/// attention scores: query `i` sees keys `0..=start + i`.
+pub struct CausalSoftmax {
+    pub scale: f32,
+    pub start: usize,
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "sluice-causal-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = data(s, l, self.name())?;
+        let dims = l.dims();
+        let cols = dims[dims.len() - 1];
+        let len = dims[dims.len() - 2];
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(cols * ROWS_PER_TASK)
+            .zip(x.par_chunks(cols * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(task, (o, x))| {
+                for (k, (o, x)) in o.chunks_mut(cols).zip(x.chunks(cols)).enumerate() {
+                    let row = task * ROWS_PER_TASK + k;
+                    let visible = (self.start + row % len + 1).min(cols);
+                    let max = x[..visible]
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |m, v| m.max(*v))
+                        * self.scale;
+                    let mut sum = 0f32;
+                    for (o, x) in o[..visible].iter_mut().zip(&x[..visible]) {
+                        let e = (x * self.scale - max).exp();
+                        *o = e;
+                        sum += e;
+                    }
+                    let inv = 1.0 / sum;
+                    for o in &mut o[..visible] {
+                        *o *= inv;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        Ok(Some(res.apply_op2_no_bwd(
+            &grad,
+            &SoftmaxGrad { scale: self.scale },
+        )?))
+    }
+}
+
+/// `dx = scale · p · (g − Σ g·p)` per row.
+struct SoftmaxGrad {
+    scale: f32,
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "sluice-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let p = data(s1, l1, self.name())?;
+        let g = data(s2, l2, self.name())?;
+        let cols = last_dim(l1);
+        let mut out = vec![0f32; p.len()];
+        out.par_chunks_mut(cols * ROWS_PER_TASK)
+            .zip(
+                p.par_chunks(cols * ROWS_PER_TASK)
+                    .zip(g.par_chunks(cols * ROWS_PER_TASK)),
+            )
+            .for_each(|(o, (p, g))| {
+                for (o, (p, g)) in o.chunks_mut(cols).zip(p.chunks(cols).zip(g.chunks(cols))) {
+                    let dot: f32 = p.iter().zip(g).map(|(p, g)| p * g).sum();
+                    for ((o, p), g) in o.iter_mut().zip(p).zip(g) {
+                        *o = self.scale * p * (g - dot);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+// ---- Rotary embeddings --------------------------------------------------------------------
+
+/// `x · cos + rotate_half(x) · sin` for `x` of shape `(…, len, head_dim)` and tables
+/// `(len, head_dim)`; with `transpose`, the adjoint (the backward pass).
+pub struct Rope {
+    pub transpose: bool,
+}
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "sluice-rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = data(s1, l1, self.name())?;
+        let cos = data(s2, l2, self.name())?;
+        let sin = data(s3, l3, self.name())?;
+        let dims = l1.dims();
+        let d = dims[dims.len() - 1];
+        let len = dims[dims.len() - 2];
+        let half = d / 2;
+        let table = len * d;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(table)
+            .zip(x.par_chunks(table))
+            .for_each(|(o, x)| {
+                for t in 0..len {
+                    let (o, x) = (&mut o[t * d..(t + 1) * d], &x[t * d..(t + 1) * d]);
+                    let (c, s) = (&cos[t * d..(t + 1) * d], &sin[t * d..(t + 1) * d]);
+                    for k in 0..half {
+                        let (x1, x2) = (x[k], x[k + half]);
+                        if self.transpose {
+                            // The adjoint of rotate-half: [u2, −u1] for u = x·sin.
+                            o[k] = x1 * c[k] + x2 * s[k + half];
+                            o[k + half] = x2 * c[k + half] - x1 * s[k];
+                        } else {
+                            o[k] = x1 * c[k] - x2 * s[k];
+                            o[k + half] = x2 * c[k + half] + x1 * s[k + half];
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op3_no_bwd(
+            cos,
+            sin,
+            &Rope {
+                transpose: !self.transpose,
+            },
+        )?;
+        Ok((Some(dx), None, None))
+    }
+}
+
+// ---- Masked cross-entropy -----------------------------------------------------------------
+
+/// `Σ_i w_i · −log softmax(logits_i)[t_i] / denominator` over rows of `(n, vocab)` logits: a
+/// scalar. The softmax is recomputed in the backward pass instead of being stored.
+pub struct CrossEntropy {
+    pub targets: Arc<Vec<u32>>,
+    pub weights: Arc<Vec<f32>>,
+    pub denominator: f64,
+}
+
+fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+    max + sum.ln()
+}
+
+impl CustomOp1 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "sluice-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = data(s, l, self.name())?;
+        let v = last_dim(l);
+        let rows = x.len() / v;
+        if self.targets.len() != rows || self.weights.len() != rows {
+            bail!(
+                "{}: {} rows but {} targets",
+                self.name(),
+                rows,
+                self.targets.len()
+            );
+        }
+        let partials: Vec<f64> = x
+            .par_chunks(v * ROWS_PER_TASK)
+            .enumerate()
+            .map(|(task, x)| {
+                let mut acc = 0f64;
+                for (k, row) in x.chunks(v).enumerate() {
+                    let i = task * ROWS_PER_TASK + k;
+                    let w = self.weights[i];
+                    if w != 0.0 {
+                        let t = self.targets[i] as usize;
+                        acc += (w * (log_sum_exp(row) - row[t])) as f64;
+                    }
+                }
+                acc
+            })
+            .collect();
+        let total: f64 = partials.iter().sum::<f64>() / self.denominator;
+        Ok((CpuStorage::F32(vec![total as f32]), Shape::from(())))
+    }
+
+    fn bwd(&self, logits: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = CrossEntropyGrad {
+            targets: self.targets.clone(),
+            weights: self.weights.clone(),
+            denominator: self.denominator,
+        };
+        Ok(Some(logits.apply_op2_no_bwd(&grad.reshape(1)?, &op)?))
+    }
+}
+
+/// `g · w_i / denominator · (softmax(logits_i) − onehot(t_i))`.
+struct CrossEntropyGrad {
+    targets: Arc<Vec<u32>>,
+    weights: Arc<Vec<f32>>,
+    denominator: f64,
+}
+
+impl CustomOp2 for CrossEntropyGrad {
+    fn name(&self) -> &'static str {
+        "sluice-cross-entropy-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = data(s1, l1, self.name())?;
+        let g = data(s2, l2, self.name())?[0];
+        let v = last_dim(l1);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(v * ROWS_PER_TASK)
+            .zip(x.par_chunks(v * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(task, (o, x))| {
+                for (k, (o, row)) in o.chunks_mut(v).zip(x.chunks(v)).enumerate() {
+                    let i = task * ROWS_PER_TASK + k;
+                    let w = self.weights[i];
+                    if w == 0.0 {
+                        continue;
+                    }
+                    let scale = g * w / self.denominator as f32;
+                    let lse = log_sum_exp(row);
+                    for (o, x) in o.iter_mut().zip(row) {
+                        *o = scale * (x - lse).exp();
+                    }
+                    o[self.targets[i] as usize] -= scale;
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
