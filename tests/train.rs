@@ -105,3 +105,41 @@ fn a_missing_base_directory_names_the_stage_and_path() {
         .stderr_has("finetune")
         .stderr_has("models/nothing-here");
 }
+
+#[test]
+fn repro_checks_weights_exactly_and_unstable_stages_by_metrics() {
+    let t = Test::new();
+    t.write("raw/qa.jsonl", &rows(20)).workflow(PIPELINE);
+    t.run(&[]);
+    let lock = t.read("wf.lock");
+    assert!(lock.contains("unstable:"), "{lock}");
+    // On the CPU the weights are bit-exact; the history (timings) is skipped.
+    t.sluice(&["repro", "wf.yaml"])
+        .ok()
+        .stdout_has("reproduced: 3 stages, all digests match");
+
+    // A stage recorded as not bit-exact (as a GPU run is) is compared by its metrics, within
+    // the tolerance.
+    let doc: serde_yaml::Value = serde_yaml::from_str(&lock).unwrap();
+    let val = doc["stages"]["finetune"]["metrics"]["val_loss"]
+        .as_f64()
+        .unwrap();
+    let with = |factor: f64| {
+        let mut doc = doc.clone();
+        let stage = &mut doc["stages"]["finetune"];
+        stage["unstable"] =
+            serde_yaml::to_value(["history", "tokens_per_s", "model", "curve"]).unwrap();
+        stage["outputs"]["model"]["digest"] = serde_yaml::Value::from("0".repeat(64));
+        stage["metrics"]["val_loss"] = serde_yaml::Value::from(val * factor);
+        t.write("wf.lock", &serde_yaml::to_string(&doc).unwrap());
+    };
+    with(1.01);
+    t.sluice(&["repro", "wf.yaml"]).ok();
+    with(1.10);
+    t.sluice(&["repro", "wf.yaml"])
+        .fails(1)
+        .stdout_has("stage `finetune` metric `val_loss` differs from the lockfile")
+        .stderr_has("beyond the tolerance of 2%");
+    with(1.10);
+    t.sluice(&["repro", "wf.yaml", "--tolerance", "0.2"]).ok();
+}

@@ -138,6 +138,10 @@ pub struct ReproArgs {
     /// Stages to run at once [default: number of cores].
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// For a stage whose lockfile entry lists unstable outputs (GPU training): the relative
+    /// difference allowed in its other metrics.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.02)]
+    pub tolerance: f64,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

@@ -355,6 +355,7 @@ pub async fn repro(args: ReproArgs) -> Result<u8> {
         jobs: args.jobs.unwrap_or_else(default_jobs),
         force: true,
         expect: Some(lock.clone()),
+        tolerance: args.tolerance,
         inventory: inventory(&args.devices)?,
         catalog: Arc::new(crate::catalog::catalog()),
         ..RunOptions::default_without_inventory()
@@ -399,10 +400,8 @@ pub async fn repro(args: ReproArgs) -> Result<u8> {
             .count();
         match (&report.mismatch, code) {
             (None, exit::OK) => println!("reproduced: {compared} stages, all digests match"),
-            (Some((stage, output)), _) => {
-                println!(
-                    "not reproduced: stage `{stage}` output `{output}` differs from the lockfile"
-                )
+            (Some((stage, what)), _) => {
+                println!("not reproduced: stage `{stage}` {what} differs from the lockfile")
             }
             (None, _) => println!("not reproduced: {}", tally(&report.stages)),
         }

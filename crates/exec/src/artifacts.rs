@@ -45,8 +45,10 @@ pub fn locked_stage(
     device: &str,
     duration_ms: u64,
     metrics: &BTreeMap<String, f64>,
+    unstable: &[String],
 ) -> LockedStage {
     LockedStage {
+        unstable: unstable.to_vec(),
         key: key.to_owned(),
         cmd: stage.command.clone(),
         uses: stage.uses.clone().unwrap_or_default(),

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use sluice_lock::{LockedStage, Lockfile};
 use sluice_plan::Plan;
-use sluice_stage::{Catalog, Device, StageContext, StageError};
+use sluice_stage::{Catalog, Device, StageContext, StageError, StageReport};
 use sluice_store::{Artifact, Digest, StageRecord, Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub force: bool,
     /// Check each stage's output digests against this lockfile; a mismatch fails the stage.
     pub expect: Option<Lockfile>,
+    /// With `expect`: the relative difference allowed in the metrics of a stage whose outputs
+    /// are unstable (not bit-exact between runs).
+    pub tolerance: f64,
     /// Pass every line the commands write to the observer.
     pub stream_output: bool,
     /// Run only these stages and what they depend on.
@@ -67,6 +70,7 @@ impl RunOptions {
             keep_going: false,
             force: false,
             expect: None,
+            tolerance: 0.02,
             stream_output: false,
             targets: None,
             inventory: Inventory {
@@ -546,6 +550,7 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
             &device,
             duration,
             &record.metrics,
+            &record.unstable,
         );
         let mut outcome = StageOutcome::new(&stage.name, StageStatus::Cached);
         outcome.key = Some(key.clone());
@@ -602,6 +607,7 @@ fn prepare(ctx: &Ctx, i: usize, produced: &Produced, started: Instant) -> Prepar
                 duration_ms: previous.map(|p| p.duration_ms),
                 device: previous.map(|p| p.device.clone()).filter(|d| !d.is_empty()),
                 metrics: previous.map(|p| p.metrics.clone()).unwrap_or_default(),
+                unstable: previous.map(|p| p.unstable.clone()).unwrap_or_default(),
             };
             if let Err(e) = store.put_record(&digest, &record) {
                 return finish(failed(
@@ -686,7 +692,7 @@ async fn execute(
     let log_path = ctx.store.dir().join("logs").join(format!("{name}.log"));
     let attempts = stage.retries.saturating_add(1);
     let mut attempt = 1;
-    let (duration_ms, metrics) = loop {
+    let (duration_ms, report) = loop {
         if let Err(e) = prepare_outputs(&workspace, &stage.outputs) {
             return with_grant(failed(
                 i,
@@ -713,11 +719,11 @@ async fn execute(
                 cancel.clone(),
             )
             .await
-            .map(|()| BTreeMap::new())
+            .map(|()| StageReport::default())
         };
         let duration_ms = millis(run_started);
         let f = match result {
-            Ok(metrics) => break (duration_ms, metrics),
+            Ok(report) => break (duration_ms, report),
             Err(f) => f,
         };
         if !f.cancelled && attempt < attempts {
@@ -754,14 +760,7 @@ async fn execute(
             started,
             queued: Instant::now(),
         };
-        commit(
-            &commit_ctx,
-            i,
-            pending,
-            &commit_device,
-            duration_ms,
-            metrics,
-        )
+        commit(&commit_ctx, i, pending, &commit_device, duration_ms, report)
     })
     .await;
     with_grant(match committed {
@@ -778,7 +777,7 @@ async fn run_builtin(
     key: &str,
     grant: &Grant,
     mut cancel: watch::Receiver<bool>,
-) -> Result<BTreeMap<String, f64>, CommandFailure> {
+) -> Result<StageReport, CommandFailure> {
     let fail = |error: String, cancelled: bool| CommandFailure {
         error,
         tail: Vec::new(),
@@ -851,7 +850,7 @@ async fn run_builtin(
         }
     };
     match joined {
-        Ok(Ok(report)) => Ok(report.metrics),
+        Ok(Ok(report)) => Ok(report),
         Ok(Err(StageError::Cancelled)) => Err(fail("cancelled".into(), true)),
         Ok(Err(StageError::Failed(message))) => Err(fail(message, false)),
         Err(e) => Err(fail(format!("the stage crashed: {e}"), false)),
@@ -865,8 +864,9 @@ fn commit(
     pending: Pending,
     device: &str,
     duration_ms: u64,
-    metrics: BTreeMap<String, f64>,
+    report: StageReport,
 ) -> Finished {
+    let StageReport { metrics, unstable } = report;
     let Pending {
         key,
         inputs,
@@ -904,7 +904,11 @@ fn commit(
         }
     }
     if let Some(expected) = ctx.options.expect.as_ref().and_then(|l| l.stages.get(name)) {
+        let unstable_here = |n: &String| unstable.contains(n) || expected.unstable.contains(n);
         for (out, a) in &outputs {
+            if unstable_here(out) {
+                continue;
+            }
             let want = expected.outputs.get(out).map(|l| l.digest.as_str());
             if want != Some(a.digest.hex().as_str()) {
                 let mut done = failed(
@@ -918,7 +922,38 @@ fn commit(
                     ),
                     started,
                 );
-                done.mismatch = Some(out.clone());
+                done.mismatch = Some(format!("output `{out}`"));
+                return done;
+            }
+        }
+        // A stage with unstable outputs is checked through its stable metrics instead.
+        let tolerance = ctx.options.tolerance;
+        let approximate = outputs.keys().any(&unstable_here);
+        for (metric, want) in &expected.metrics {
+            let Some(got) = metrics.get(metric) else {
+                continue;
+            };
+            if unstable_here(metric) {
+                continue;
+            }
+            let scale = want.abs().max(got.abs()).max(f64::MIN_POSITIVE);
+            let allowed = if approximate { tolerance * scale } else { 0.0 };
+            if (got - want).abs() > allowed && !(got.is_nan() && want.is_nan()) {
+                let mut done = failed(
+                    i,
+                    name,
+                    Some(key.to_owned()),
+                    format!(
+                        "stage `{name}`: metric `{metric}` is {got} where the lockfile has {want}{}",
+                        if approximate {
+                            format!(" (beyond the tolerance of {}%)", tolerance * 100.0)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    started,
+                );
+                done.mismatch = Some(format!("metric `{metric}`"));
                 return done;
             }
         }
@@ -928,6 +963,7 @@ fn commit(
         duration_ms: Some(duration_ms),
         device: Some(device.to_owned()),
         metrics: metrics.clone(),
+        unstable: unstable.clone(),
     };
     let digest: Digest = digest_or(key);
     if let Err(e) = ctx.store.put_record(&digest, &record) {
@@ -944,7 +980,16 @@ fn commit(
     outcome.duration_ms = millis(started);
     outcome.device = Some(device.to_owned());
     outcome.reasons = reasons.iter().map(ToString::to_string).collect();
-    let locked = locked_stage(stage, key, inputs, &outputs, device, duration_ms, &metrics);
+    let locked = locked_stage(
+        stage,
+        key,
+        inputs,
+        &outputs,
+        device,
+        duration_ms,
+        &metrics,
+        &unstable,
+    );
     outcome.metrics = metrics;
     Finished {
         index: i,

@@ -126,13 +126,14 @@ pub fn status(
         let digest = key
             .parse()
             .unwrap_or_else(|_| sluice_store::Digest::of_bytes(key.as_bytes()));
-        let (outputs, duration, device, metrics, notes) =
+        let (outputs, duration, device, metrics, unstable, notes) =
             match check_cache(store, stage, &digest, prev, false)? {
                 CacheCheck::Hit { record, restore } => (
                     record.outputs,
                     record.duration_ms.unwrap_or(0),
                     record.device,
                     record.metrics,
+                    record.unstable,
                     restore,
                 ),
                 CacheCheck::Adoptable { outputs } => (
@@ -140,6 +141,7 @@ pub fn status(
                     prev.map_or(0, |p| p.duration_ms),
                     prev.map(|p| p.device.clone()),
                     prev.map(|p| p.metrics.clone()).unwrap_or_default(),
+                    prev.map(|p| p.unstable.clone()).unwrap_or_default(),
                     Vec::new(),
                 ),
                 CacheCheck::Corrupt { object } => {
@@ -174,6 +176,7 @@ pub fn status(
                 device.as_deref().filter(|d| !d.is_empty()).unwrap_or("cpu"),
                 duration,
                 &metrics,
+                &unstable,
             )),
         });
     }

@@ -85,6 +85,11 @@ pub struct LockedStage {
     /// Headline numbers the stage reported (rows kept, accuracy…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// Outputs and metrics that may differ between runs on the same inputs (timings, GPU
+    /// kernels): `sluice repro` skips these outputs' digests and these metrics, and compares
+    /// the other metrics of such a stage within a tolerance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unstable: Vec<String>,
 }
 
 /// A file or directory with its content digest.

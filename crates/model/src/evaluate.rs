@@ -510,6 +510,7 @@ fn run(ctx: &StageContext<'_>, o: &EvaluateOptions) -> Result<StageReport> {
     )?;
     Ok(StageReport {
         metrics: all.into_iter().filter(|(_, v)| v.is_finite()).collect(),
+        ..StageReport::default()
     })
 }
 

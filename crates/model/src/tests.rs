@@ -697,3 +697,18 @@ fn fused_kernels_match_the_composite_ops() {
         "masked_nll",
     );
 }
+
+#[test]
+fn weights_do_not_depend_on_the_thread_count() {
+    let ws = Workspace::new();
+    let with = format!("{INIT}max_steps: 3\nbatch_size: 4\nseed: 2\n");
+    let run = |threads: usize, name: &str| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let (_, out) = pool.install(|| ws.run(name, &with, "t", None)).unwrap();
+        digest(&out.join("model/model.safetensors"))
+    };
+    assert_eq!(run(1, "one"), run(3, "three"));
+}

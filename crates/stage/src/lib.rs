@@ -119,6 +119,10 @@ impl StageContext<'_> {
 pub struct StageReport {
     /// Headline numbers (rows kept, accuracy…): shown in the run summary, kept in the lockfile.
     pub metrics: BTreeMap<String, f64>,
+    /// Outputs and metrics whose values may differ between two runs on the same inputs (a
+    /// timing, results of non-deterministic GPU kernels). `sluice repro` does not compare
+    /// these outputs' digests, and compares these metrics not at all; the lockfile lists them.
+    pub unstable: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

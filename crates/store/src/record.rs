@@ -32,6 +32,9 @@ pub struct StageRecord {
     /// Headline numbers the stage reported.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// Outputs and metrics that may differ between runs on the same inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unstable: Vec<String>,
 }
 
 /// The records table.
@@ -155,6 +158,7 @@ mod tests {
             duration_ms: Some(1234),
             device: Some("gpu:1".into()),
             metrics: BTreeMap::from([("rows".to_owned(), 12.0)]),
+            unstable: vec!["model".to_owned()],
         }
     }
 

@@ -533,6 +533,7 @@ fn records_round_trip_and_garbage_reads_as_absent() {
         duration_ms: Some(42),
         device: None,
         metrics: BTreeMap::new(),
+        unstable: Vec::new(),
     };
     assert_eq!(ws.store.record(&key).unwrap(), None);
     ws.store.put_record(&key, &record).unwrap();
