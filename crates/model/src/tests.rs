@@ -712,3 +712,70 @@ fn weights_do_not_depend_on_the_thread_count() {
     };
     assert_eq!(run(1, "one"), run(3, "three"));
 }
+
+#[test]
+fn mixtures_draw_by_weight_and_cycle_through_every_example() {
+    let plan = crate::trainer::schedule(&[10, 7], &[0.75, 0.25], 100, 8, 1);
+    let slots: Vec<(usize, usize)> = plan.into_iter().flatten().collect();
+    let first = slots.iter().filter(|(d, _)| *d == 0).count() as f64;
+    let share = first / slots.len() as f64;
+    assert!(
+        (share - 0.75).abs() < 0.05,
+        "share of the first dataset: {share}"
+    );
+    // Within each pass over a dataset every example appears once.
+    let firsts: Vec<usize> = slots
+        .iter()
+        .filter(|(d, _)| *d == 1)
+        .map(|(_, i)| *i)
+        .take(7)
+        .collect();
+    let mut sorted = firsts.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..7).collect::<Vec<_>>());
+    // One dataset: epochs are plain passes.
+    let plan = crate::trainer::schedule(&[5], &[1.0], 2, 5, 3);
+    for step in plan {
+        let mut s: Vec<usize> = step.iter().map(|(_, i)| *i).collect();
+        s.sort_unstable();
+        assert_eq!(s, vec![0, 1, 2, 3, 4]);
+    }
+}
+
+#[test]
+fn conversations_count_assistant_turns_only() {
+    use sluice_data::schema::Message;
+    let tok = crate::tokenizer::train(["hi there", "hello you"].into_iter(), 300).unwrap();
+    let template = Template::default();
+    let enc = Encoder {
+        tokenizer: &tok,
+        template: &template,
+        bos: None,
+        eos: Some(2),
+        loss_on_all: false,
+    };
+    let ex = Example {
+        messages: Some(vec![
+            Message {
+                role: "user".into(),
+                content: "hi there".into(),
+            },
+            Message {
+                role: "assistant".into(),
+                content: "hello you".into(),
+            },
+        ]),
+        ..Example::default()
+    };
+    let s = enc.encode(&ex).unwrap();
+    let answer = crate::tokenizer::encode(&tok, "hello you").unwrap().len();
+    let close = crate::tokenizer::encode(&tok, &crate::template::chat_close())
+        .unwrap()
+        .len();
+    assert_eq!(s.loss_tokens(), (answer + close) as f64);
+    let text = crate::tokenizer::decode(&tok, &s.ids).unwrap();
+    assert!(
+        text.contains("hi there") && text.contains("hello you"),
+        "{text}"
+    );
+}

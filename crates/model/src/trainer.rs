@@ -156,7 +156,7 @@ fn example_texts(e: &Example, template: &Template) -> Vec<String> {
 /// Which examples each optimizer step trains on: `(dataset, index)` per slot, micro-batch by
 /// micro-batch. Each dataset is an endless stream of seeded shuffles of itself; each slot picks
 /// a dataset by weight.
-fn schedule(
+pub(crate) fn schedule(
     sizes: &[usize],
     weights: &[f64],
     steps: usize,
