@@ -253,8 +253,18 @@ fn the_quickstart_runs_and_then_comes_from_the_cache() {
         copy_from_repo(&t, dir);
     }
     let _ = std::fs::remove_file(t.path("pipelines/quickstart.lock"));
-    // Short training keeps the debug-build test fast; the pipeline is the one users run.
-    let short = ["-p", "pretrain_epochs=0.1", "-p", "finetune_epochs=0.2"];
+    // Short training and evaluation keep the debug-build test fast, with a gate the briefly
+    // trained model passes; the pipeline is the one users run.
+    let short = [
+        "-p",
+        "pretrain_epochs=0.1",
+        "-p",
+        "finetune_epochs=0.2",
+        "-p",
+        "eval_limit=10",
+        "-p",
+        "gate=perplexity < 1000000",
+    ];
     let run = |extra: &[&str]| {
         let mut args = vec!["run", "--json"];
         args.extend_from_slice(&short);
@@ -281,6 +291,9 @@ fn the_quickstart_runs_and_then_comes_from_the_cache() {
     }
     let lock = t.read("pipelines/quickstart.lock");
     assert!(lock.contains("val_loss"), "{lock}");
+    assert!(lock.contains("delta_perplexity"), "{lock}");
+    assert!(t.exists("build/quickstart/evaluate/predictions.parquet"));
+    assert!(t.path("deployments/support-bot").is_dir());
     let r = run(&[]);
     assert!(
         r.statuses().iter().all(|(_, s)| s == "cached"),

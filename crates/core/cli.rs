@@ -36,6 +36,43 @@ pub enum Command {
     Devices(DevicesArgs),
     /// List the builtin stage kinds (`uses:`), or describe one: its outputs and options.
     Stages(StagesArgs),
+    /// Serve a model bundle (or any model directory) over the OpenAI API.
+    Serve(ServeArgs),
+    /// List the bundles `deploy` stages wrote under deployments/.
+    Deployments(DeploymentsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The model to serve: a bundle (`deployments/<name>/<version>`) or any model directory.
+    pub bundle: PathBuf,
+    /// The port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Route a share of requests to another bundle: PATH=SHARE, such as
+    /// `deployments/support-bot/v-0123456789ab=0.2` (repeatable; the shares must add up to
+    /// less than 1, and BUNDLE gets the rest).
+    #[arg(long = "variant", value_name = "PATH=SHARE")]
+    pub variants: Vec<String>,
+    /// Generations running at once.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub concurrency: usize,
+    /// Requests that may wait for a free generation slot; more are answered 503.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub queue: usize,
+    /// Seed of the A/B routing sequence.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DeploymentsArgs {
+    /// Print the bundles as a JSON array on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,11 +4,13 @@
 mod catalog;
 mod cli;
 mod dag;
+mod deployments;
 mod devices;
 mod exit;
 mod gc;
 mod report;
 mod run;
+mod serve;
 mod stages;
 mod status;
 mod workspace;
@@ -45,7 +47,7 @@ struct Validated<'a> {
     stages: usize,
 }
 
-/// Runs an async command on a tokio runtime (only `run` and `repro` need one).
+/// Runs an async command on a tokio runtime (`run`, `repro` and `serve` need one).
 fn block_on(future: impl std::future::Future<Output = Result<u8>>) -> Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -90,6 +92,8 @@ fn dispatch(command: Command) -> Result<u8> {
         Command::Gc(args) => gc::gc(args),
         Command::Devices(args) => devices::devices(args),
         Command::Stages(args) => stages::stages(args),
+        Command::Serve(args) => block_on(serve::serve(args)),
+        Command::Deployments(args) => deployments::deployments(args),
     }
 }
 

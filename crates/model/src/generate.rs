@@ -308,6 +308,12 @@ impl ModelBackend {
         }
     }
 
+    /// Loads a model directory on the CPU, a LoRA adapter folded into the weights.
+    pub fn open(id: impl Into<String>, dir: &std::path::Path) -> Result<ModelBackend> {
+        let loaded = crate::evaluate::load_for_inference(dir, &candle_core::Device::Cpu)?;
+        Ok(ModelBackend::new(id, loaded))
+    }
+
     pub fn loaded(&self) -> &Loaded {
         &self.loaded
     }

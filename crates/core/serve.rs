@@ -1,0 +1,86 @@
+//! `sluice serve`: a model bundle (or any model directory) behind the OpenAI-compatible server,
+//! with optional A/B variants, until Ctrl-C or SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use sluice_model::deploy::{DEPLOYMENT_JSON, Deployment};
+use sluice_model::generate::ModelBackend;
+use sluice_serve::{Backend, ServeConfig, Variant, Variants};
+
+use crate::cli::ServeArgs;
+use crate::exit;
+
+/// Loads a model directory and names it: a bundle is `<name>/<version>`, any other directory
+/// its path as given.
+fn backend(dir: &Path) -> Result<(String, Arc<dyn Backend>)> {
+    let record = dir.join(DEPLOYMENT_JSON);
+    let name = if record.is_file() {
+        let text = std::fs::read_to_string(&record)
+            .with_context(|| format!("cannot read {}", record.display()))?;
+        let d: Deployment = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a deployment record", record.display()))?;
+        format!("{}/{}", d.name, d.version)
+    } else {
+        dir.display()
+            .to_string()
+            .trim_end_matches('/')
+            .replace(|c: char| !c.is_ascii_graphic(), "_")
+    };
+    let backend = ModelBackend::open(name.clone(), dir)
+        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    Ok((name, Arc::new(backend)))
+}
+
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    eprintln!("shutting down: finishing the requests in flight");
+}
+
+pub async fn serve(args: ServeArgs) -> Result<u8> {
+    let (name, main) = backend(&args.bundle)?;
+    let mut others = Vec::new();
+    for spec in &args.variants {
+        let (path, weight) = sluice_serve::parse_variant(spec)?;
+        let (name, backend) = backend(Path::new(&path))?;
+        others.push(Variant {
+            name,
+            weight,
+            backend,
+        });
+    }
+    let variants = Variants::new(name.clone(), main, others)?;
+    let config = ServeConfig {
+        host: args.host.clone(),
+        port: args.port,
+        max_concurrent: args.concurrency,
+        max_queue: args.queue,
+        seed: args.seed,
+        ..ServeConfig::default()
+    };
+    if config.max_concurrent == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let listener = config.bind().await?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    for v in variants.as_slice() {
+        eprintln!("model `{}`: {:.0}% of requests", v.name, v.weight * 100.0);
+    }
+    eprintln!("listening on http://{addr}");
+    sluice_serve::serve(listener, config, variants, shutdown()).await?;
+    Ok(exit::OK)
+}
