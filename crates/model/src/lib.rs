@@ -1,13 +1,16 @@
 //! The model stage kinds of sluice, built on candle: `train` fine-tunes a llama-architecture
 //! causal LM — every weight (`full`), low-rank adapters (`lora`) or virtual tokens (`prompt`) —
 //! from a Hugging Face model directory or from fresh weights with a tokenizer trained in the
-//! stage.
+//! stage; `evaluate` scores a model (and a baseline) on held-out examples; `deploy` gates a model
+//! on its metrics and writes a versioned bundle. [`generate`] decodes text with the KV cache, for
+//! `evaluate` and, through [`generate::ModelBackend`], for `sluice serve`.
 //!
 //! The models are written here from differentiable ops ([`ops`]), so that every trainable
 //! tensor receives its gradient. Randomness comes from one seeded source ([`rng`]), which makes
 //! CPU training bit-exact for the same inputs and seed.
 //!
 //! This crate knows the stage API and nothing else of the engine: no scheduler, no YAML, no store.
+//! Of the server it knows only `sluice-serve`'s `Backend` trait: no HTTP.
 
 pub mod batch;
 pub mod checkpoint;
