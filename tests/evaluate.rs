@@ -180,3 +180,41 @@ fn gate_and_evaluate_option_errors_point_at_the_workflow() {
         .stderr_has("`temperature` applies to sampling only")
         .stderr_has("gate");
 }
+
+#[test]
+fn a_prompt_tuned_classifier_is_scored_and_deployed_with_its_virtual_tokens() {
+    let t = Test::new();
+    let labelled: String = rows(20)
+        .lines()
+        .map(|l| {
+            let w = l.rsplit('"').nth(1).unwrap();
+            format!("{}, \"label\": \"{w}\"}}\n", l.trim_end_matches('}'))
+        })
+        .collect();
+    let pipeline = PIPELINE
+        .replace(
+            "      method: lora\n      lora: {rank: 2, targets: [q_proj, v_proj]}\n",
+            "      method: prompt\n      prompt: {virtual_tokens: 2}\n",
+        )
+        .replace("      limit: 5\n", "      limit: 5\n      task: classify\n")
+        .replace("gate: perplexity < 1000000", "gate: accuracy >= 0");
+    t.write("raw/qa.jsonl", &labelled).workflow(&pipeline);
+    let r = t.run(&[]);
+    assert_eq!(r.status_of("deploy"), "ran", "{}", r.stdout);
+    let metrics = t.read("build/tiny/evaluate/metrics.json");
+    for k in [
+        "\"accuracy\"",
+        "\"macro_f1\"",
+        "\"base_accuracy\"",
+        "\"confusion.",
+    ] {
+        assert!(metrics.contains(k), "{k} missing from {metrics}");
+    }
+    let bundle = bundle(&t);
+    assert!(t.exists(&format!("{bundle}/adapter_model.safetensors")));
+    assert!(t.exists(&format!("{bundle}/adapter_config.json")));
+    assert!(
+        t.read(&format!("{bundle}/README.md"))
+            .contains("prompt tuning")
+    );
+}

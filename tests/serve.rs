@@ -36,9 +36,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(t: &Test, bundle: &str) -> Server {
+    fn start(t: &Test, args: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", bundle, "--port", "0"])
+            .arg("serve")
+            .args(args)
+            .args(["--port", "0"])
             .current_dir(t.root())
             .stderr(Stdio::piped())
             .spawn()
@@ -82,7 +84,9 @@ fn serve_answers_the_openai_api_and_stops_on_sigterm() {
     t.run(&[]);
     let bundle = bundle(&t);
     let model = bundle.trim_start_matches("deployments/").to_owned();
-    let mut server = Server::start(&t, &bundle);
+    // The pre-trained base as a B variant, by its directory.
+    let base = "build/tiny/pretrain/model";
+    let mut server = Server::start(&t, &[&bundle, "--variant", &format!("{base}=0.3")]);
     let addr = server.addr.clone();
 
     let (status, body) = http(&addr, "GET", "/healthz", None);
@@ -91,6 +95,7 @@ fn serve_answers_the_openai_api_and_stops_on_sigterm() {
     let (status, body) = http(&addr, "GET", "/v1/models", None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("\"id\":\"{model}\"")), "{body}");
+    assert!(body.contains(&format!("\"id\":\"{base}\"")), "{body}");
 
     let request = format!(
         r#"{{"model": "{model}", "prompt": "colour 3?", "max_tokens": 5, "temperature": 0}}"#
@@ -109,6 +114,25 @@ fn serve_answers_the_openai_api_and_stops_on_sigterm() {
     assert!(body.contains("data: "), "{body}");
     assert!(body.contains("chat.completion.chunk"), "{body}");
     assert!(body.contains("[DONE]"), "{body}");
+
+    // A request forced to the B variant is answered by it, and says so.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let request = r#"{"prompt": "colour 2?", "max_tokens": 3, "temperature": 0, "model": "x"}"#
+        .replace("\"x\"", &format!("\"{base}\""));
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nx-sluice-variant: {base}\r\nContent-Length: {}\r\n\r\n{request}",
+        request.len()
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.to_lowercase()
+            .contains(&format!("x-sluice-variant: {base}")),
+        "{body}"
+    );
 
     let (status, body) = http(&addr, "POST", "/v1/completions", Some("{not json"));
     assert_eq!(status, 400, "{body}");

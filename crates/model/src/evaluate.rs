@@ -689,6 +689,44 @@ mod tests {
     }
 
     #[test]
+    fn examples_become_prompts_and_references() {
+        use sluice_data::schema::Message;
+        let template = Template::new("Q: {input}\nA: ");
+        let row = Example {
+            id: "1".into(),
+            input: "2+2?".into(),
+            output: "four".into(),
+            label: Some("math".into()),
+            ..Example::default()
+        };
+        let c = case(&row, &template, Task::Causal);
+        assert_eq!(
+            (c.prompt.as_str(), c.reference.as_str()),
+            ("Q: 2+2?\nA: ", "four")
+        );
+        assert_eq!(case(&row, &template, Task::Classify).reference, "math");
+        let turn = |role: &str, content: &str| Message {
+            role: role.into(),
+            content: content.into(),
+        };
+        let chat = Example {
+            messages: Some(vec![
+                turn("user", "hi"),
+                turn("assistant", "hello"),
+                turn("user", "2+2?"),
+                turn("assistant", "four"),
+            ]),
+            ..row
+        };
+        let c = case(&chat, &template, Task::Causal);
+        assert_eq!(
+            c.prompt,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(c.reference, "four");
+    }
+
+    #[test]
     fn options_are_checked() {
         let errors = |with: serde_json::Value| -> Vec<String> {
             match options::parse::<EvaluateOptions>(&with) {
