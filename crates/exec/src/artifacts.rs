@@ -37,6 +37,7 @@ pub fn from_locked(l: &LockedArtifact) -> Option<Artifact> {
 }
 
 /// A stage's lockfile entry.
+#[allow(clippy::too_many_arguments)]
 pub fn locked_stage(
     stage: &ResolvedStage,
     key: &str,
