@@ -123,6 +123,13 @@ fn evaluate_then_deploy_a_bundle_once() {
         serde_json::from_str(&t.read("build/tiny/deploy/deployment.json")).unwrap();
     assert_eq!(receipt["path"], bundle.as_str());
     let record = t.read(&format!("{bundle}/deployment.json"));
+    // Once the run has written its lockfile, the bundle keeps a copy and its digest.
+    let lock = t.read("wf.lock");
+    assert_eq!(t.read(&format!("{bundle}/sluice.lock")), lock);
+    let digest = blake3::hash(lock.as_bytes()).to_hex().to_string();
+    let parsed: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(parsed["lockfile"], digest.as_str());
+    assert!(t.read(&format!("{bundle}/README.md")).contains(&digest));
 
     // The same model again (the deploy stage forced to run by a gate that still passes):
     // same version, nothing rewritten.

@@ -282,8 +282,39 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             .write(&loaded.lock_path())
             .with_context(|| format!("cannot write {}", loaded.lock_shown().display()))?;
     }
+    after_lockfile(&loaded, &report, &store);
     store.flush()?;
     finish(&loaded, &report, &store, started, args.json, "run")
+}
+
+/// Lets each builtin stage that ran see the lockfile it is recorded in (a deployed bundle keeps a
+/// copy). A failure here is a warning: the run itself succeeded.
+fn after_lockfile(loaded: &Loaded, report: &RunReport, store: &Store) {
+    let lock_path = loaded.lock_path();
+    if !lock_path.exists() {
+        return;
+    }
+    let catalog = crate::catalog::catalog();
+    let workspace = store.workspace();
+    for outcome in &report.stages {
+        if outcome.status != sluice_exec::StageStatus::Ran {
+            continue;
+        }
+        let Some(stage) = loaded.plan.stages().iter().find(|s| s.name == outcome.name) else {
+            continue;
+        };
+        let Some(kind) = stage.uses.as_deref().and_then(|u| catalog.get(u)) else {
+            continue;
+        };
+        let outputs = stage
+            .outputs
+            .iter()
+            .map(|(k, p)| (k.clone(), workspace.join(p)))
+            .collect();
+        if let Err(e) = kind.after_lockfile(workspace, &outputs, &lock_path) {
+            eprintln!("warning: stage `{}`: {e}", stage.name);
+        }
+    }
 }
 
 fn finish(

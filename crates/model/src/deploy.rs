@@ -119,6 +119,10 @@ pub struct Deployment {
     pub metrics: BTreeMap<String, f64>,
     /// Workspace path → blake3 digest of each input: the model, the metrics, the data files.
     pub inputs: BTreeMap<String, String>,
+    /// The blake3 digest of `sluice.lock`, the workflow's lockfile of the run that deployed the
+    /// bundle, copied in once that run has written it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockfile: Option<String>,
 }
 
 /// The stage's receipt (`deployment.json` in the build directory): where the bundle is.
@@ -179,6 +183,62 @@ impl StageKind for Deploy {
         let o: DeployOptions = options::parse_for_run(ctx.with)?;
         Ok(run(ctx, &o)?)
     }
+
+    /// Completes the bundle with a copy of the lockfile that records the run (`sluice.lock`) and
+    /// its digest in `deployment.json` and the model card — once: a bundle that has a lockfile
+    /// keeps it. Neither file is part of the bundle's content digest.
+    fn after_lockfile(
+        &self,
+        workspace: &Path,
+        outputs: &BTreeMap<String, PathBuf>,
+        lockfile: &Path,
+    ) -> Result<(), StageError> {
+        Ok(attach_lockfile(workspace, outputs, lockfile)?)
+    }
+}
+
+/// The copy of the lockfile inside a bundle.
+pub const BUNDLE_LOCKFILE: &str = "sluice.lock";
+
+fn attach_lockfile(
+    workspace: &Path,
+    outputs: &BTreeMap<String, PathBuf>,
+    lockfile: &Path,
+) -> Result<()> {
+    let Some(receipt) = outputs.get(RECEIPT) else {
+        return Ok(());
+    };
+    let receipt: Receipt = hf::read_json(receipt)?;
+    let bundle = workspace.join(&receipt.path);
+    let target = bundle.join(BUNDLE_LOCKFILE);
+    if target.exists() || !bundle.is_dir() {
+        return Ok(());
+    }
+    let text = std::fs::read(lockfile).map_err(|e| ModelError::file(lockfile, e))?;
+    let digest = blake3::hash(&text).to_hex().to_string();
+    let tmp = bundle.join(format!(".{BUNDLE_LOCKFILE}.tmp"));
+    std::fs::write(&tmp, &text).map_err(|e| ModelError::file(&tmp, e))?;
+    std::fs::rename(&tmp, &target).map_err(|e| ModelError::file(&target, e))?;
+    let record_path = bundle.join(DEPLOYMENT_JSON);
+    let mut record: Deployment = hf::read_json(&record_path)?;
+    record.lockfile = Some(digest.clone());
+    let tmp = bundle.join(format!(".{DEPLOYMENT_JSON}.tmp"));
+    hf::write_json(&tmp, &record)?;
+    std::fs::rename(&tmp, &record_path).map_err(|e| ModelError::file(&record_path, e))?;
+    let card_path = bundle.join(CARD);
+    if let Ok(mut card) = std::fs::read_to_string(&card_path) {
+        card.push_str(&format!(
+            "
+## Lockfile
+
+`{BUNDLE_LOCKFILE}` is the workflow's lockfile of the run that deployed this bundle (blake3 `{digest}`): every stage's key, inputs and outputs. Reproduce it with `sluice repro`.
+"
+        ));
+        let tmp = bundle.join(format!(".{CARD}.tmp"));
+        std::fs::write(&tmp, card).map_err(|e| ModelError::file(&tmp, e))?;
+        std::fs::rename(&tmp, &card_path).map_err(|e| ModelError::file(&card_path, e))?;
+    }
+    Ok(())
 }
 
 /// Reads a `metrics.json`: a flat object of numbers (anything else is skipped).
@@ -255,7 +315,7 @@ fn files(dir: &Path) -> Result<Vec<String>> {
 fn bundle_digest(dir: &Path) -> Result<String> {
     let mut h = blake3::Hasher::new();
     for rel in files(dir)? {
-        if rel == CARD || rel == DEPLOYMENT_JSON {
+        if rel == CARD || rel == DEPLOYMENT_JSON || rel == BUNDLE_LOCKFILE {
             continue;
         }
         let file = dir.join(&rel);
@@ -321,6 +381,7 @@ fn run(ctx: &StageContext<'_>, o: &DeployOptions) -> Result<StageReport> {
         gate: gate.as_ref().map(ToString::to_string),
         metrics: metrics.clone(),
         inputs,
+        lockfile: None,
     };
     let card = model_card(&deployment, &info, gate.as_ref(), &o.data, &rel);
     std::fs::write(tmp.path().join(CARD), card)

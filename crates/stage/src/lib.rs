@@ -167,6 +167,19 @@ pub trait StageKind: Send + Sync {
     }
     /// Does the work.
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageReport, StageError>;
+    /// Called after the workflow's lockfile has been written, for each stage of this kind that
+    /// ran, with its outputs (absolute paths) and the lockfile: for results that record the run
+    /// as a whole, such as a deployed bundle keeping a copy of the lockfile. It must not change
+    /// the stage's outputs.
+    fn after_lockfile(
+        &self,
+        workspace: &Path,
+        outputs: &BTreeMap<String, PathBuf>,
+        lockfile: &Path,
+    ) -> Result<(), StageError> {
+        let _ = (workspace, outputs, lockfile);
+        Ok(())
+    }
 }
 
 /// The stage kinds a binary knows, by name.
