@@ -2,7 +2,9 @@
 //! fine-tuned with LoRA, cached on the second run, with metrics in the lockfile; option errors
 //! with positions; and a killed run that resumes from its checkpoint.
 
-use crate::support::Test;
+use std::process::Stdio;
+
+use crate::support::{Test, wait_for};
 
 const PIPELINE: &str = r#"version: 1
 name: tiny
@@ -142,4 +144,46 @@ fn repro_checks_weights_exactly_and_unstable_stages_by_metrics() {
         .stderr_has("beyond the tolerance of 2%");
     with(1.10);
     t.sluice(&["repro", "wf.yaml", "--tolerance", "0.2"]).ok();
+}
+
+#[test]
+fn a_killed_training_run_resumes_from_its_checkpoint() {
+    let t = Test::new();
+    // Enough steps that the run is still going when the first checkpoint lands.
+    let yaml = PIPELINE
+        .replace("steps: 6", "steps: 300")
+        .replace("      lr: 0.01\n", "      lr: 0.01\n      save_every: 5\n");
+    t.write("raw/qa.jsonl", &rows(20)).workflow(&yaml);
+    let mut child = t
+        .command(&["run", "wf.yaml", "-s", "pretrain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = t.path(".sluice/work/pretrain/checkpoint/state.json");
+    wait_for(&state);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // A kill between the checkpoint's two renames leaves the previous one as `checkpoint.old`.
+    let saved = ["checkpoint", "checkpoint.old"]
+        .iter()
+        .map(|d| t.path(&format!(".sluice/work/pretrain/{d}/state.json")))
+        .find(|p| p.exists())
+        .expect("a checkpoint survives the kill");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    let step = saved["step"].as_u64().unwrap();
+    assert!((5..300).contains(&step), "checkpoint at step {step}");
+    let r = t
+        .sluice(&["run", "wf.yaml", "-s", "pretrain", "--progress", "plain"])
+        .ok();
+    r.stderr_has(&format!("resumed_at_step={step}"));
+    assert_eq!(
+        t.read("build/tiny/pretrain/history.jsonl").lines().count(),
+        300
+    );
+    assert!(
+        !state.exists(),
+        "the checkpoint is removed once the stage succeeds"
+    );
 }

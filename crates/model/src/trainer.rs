@@ -391,7 +391,9 @@ fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
         ..LoopState::default()
     };
     let mut best: Option<BTreeMap<String, Tensor>> = None;
+    let mut resumed_at = None;
     if let Some(cp) = checkpoint::load(ctx.work_dir, ctx.key, &device)? {
+        resumed_at = Some(cp.state.step);
         restore(&vars, &cp.weights)?;
         optimizer.m = cp.m;
         optimizer.v = cp.v;
@@ -564,8 +566,15 @@ fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
     if stopped_early {
         metrics.insert("stopped_early".into(), 1.0);
     }
-    // Timings differ from run to run; on a GPU the weights do too.
-    let mut unstable = vec![HISTORY.to_owned(), "tokens_per_s".to_owned()];
+    if let Some(step) = resumed_at {
+        metrics.insert("resumed_at_step".into(), step as f64);
+    }
+    // Timings differ from run to run (and whether a run resumed); on a GPU the weights do too.
+    let mut unstable = vec![
+        HISTORY.to_owned(),
+        "tokens_per_s".to_owned(),
+        "resumed_at_step".to_owned(),
+    ];
     if !matches!(device, Device::Cpu) {
         unstable.extend([MODEL.to_owned(), CURVE.to_owned()]);
     }
