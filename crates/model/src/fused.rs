@@ -31,6 +31,25 @@ fn last_dim(l: &Layout) -> usize {
     *l.dims().last().unwrap_or(&1)
 }
 
+/// A new buffer of `rows × cols`, each row written by `f(row_index, row)`, rows in parallel
+/// tasks of [`ROWS_PER_TASK`].
+fn map_rows(len: usize, cols: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
+    let mut out = vec![0f32; len];
+    out.par_chunks_mut(cols * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, o)| {
+            for (k, row) in o.chunks_mut(cols).enumerate() {
+                f(task * ROWS_PER_TASK + k, row);
+            }
+        });
+    out
+}
+
+/// Row `r` of a `cols`-wide matrix.
+fn row(data: &[f32], r: usize, cols: usize) -> &[f32] {
+    &data[r * cols..(r + 1) * cols]
+}
+
 // ---- RMSNorm ----------------------------------------------------------------------------
 
 /// `y = x / sqrt(mean(x²) + eps) · w` over the last dimension.
@@ -58,17 +77,13 @@ impl CustomOp2 for RmsNorm {
         let x = data(s1, l1, self.name())?;
         let w = data(s2, l2, self.name())?;
         let d = last_dim(l1);
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d * ROWS_PER_TASK)
-            .zip(x.par_chunks(d * ROWS_PER_TASK))
-            .for_each(|(o, x)| {
-                for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
-                    let r = inv_rms(x, self.eps);
-                    for ((o, x), w) in o.iter_mut().zip(x).zip(w) {
-                        *o = x * r * w;
-                    }
-                }
-            });
+        let out = map_rows(x.len(), d, |i, o| {
+            let x = row(x, i, d);
+            let r = inv_rms(x, self.eps);
+            for ((o, x), w) in o.iter_mut().zip(x).zip(w) {
+                *o = x * r * w;
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -109,28 +124,21 @@ impl CustomOp3 for RmsNormGradX {
         let w = data(s2, l2, self.name())?;
         let g = data(s3, l3, self.name())?;
         let d = last_dim(l1);
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d * ROWS_PER_TASK)
-            .zip(
-                x.par_chunks(d * ROWS_PER_TASK)
-                    .zip(g.par_chunks(d * ROWS_PER_TASK)),
-            )
-            .for_each(|(o, (x, g))| {
-                for (o, (x, g)) in o.chunks_mut(d).zip(x.chunks(d).zip(g.chunks(d))) {
-                    let r = inv_rms(x, self.eps);
-                    let dot: f32 = x
-                        .iter()
-                        .zip(g)
-                        .zip(w)
-                        .map(|((x, g), w)| g * w * x)
-                        .sum::<f32>()
-                        / d as f32;
-                    let c = r * r * dot;
-                    for (((o, x), g), w) in o.iter_mut().zip(x).zip(g).zip(w) {
-                        *o = r * (g * w - x * c);
-                    }
-                }
-            });
+        let out = map_rows(x.len(), d, |i, o| {
+            let (x, g) = (row(x, i, d), row(g, i, d));
+            let r = inv_rms(x, self.eps);
+            let dot: f32 = x
+                .iter()
+                .zip(g)
+                .zip(w)
+                .map(|((x, g), w)| g * w * x)
+                .sum::<f32>()
+                / d as f32;
+            let c = r * r * dot;
+            for (((o, x), g), w) in o.iter_mut().zip(x).zip(g).zip(w) {
+                *o = r * (g * w - x * c);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -198,30 +206,24 @@ impl CustomOp1 for CausalSoftmax {
         let dims = l.dims();
         let cols = dims[dims.len() - 1];
         let len = dims[dims.len() - 2];
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(cols * ROWS_PER_TASK)
-            .zip(x.par_chunks(cols * ROWS_PER_TASK))
-            .enumerate()
-            .for_each(|(task, (o, x))| {
-                for (k, (o, x)) in o.chunks_mut(cols).zip(x.chunks(cols)).enumerate() {
-                    let row = task * ROWS_PER_TASK + k;
-                    let visible = (self.start + row % len + 1).min(cols);
-                    let max = x[..visible]
-                        .iter()
-                        .fold(f32::NEG_INFINITY, |m, v| m.max(*v))
-                        * self.scale;
-                    let mut sum = 0f32;
-                    for (o, x) in o[..visible].iter_mut().zip(&x[..visible]) {
-                        let e = (x * self.scale - max).exp();
-                        *o = e;
-                        sum += e;
-                    }
-                    let inv = 1.0 / sum;
-                    for o in &mut o[..visible] {
-                        *o *= inv;
-                    }
-                }
-            });
+        let out = map_rows(x.len(), cols, |i, o| {
+            let x = row(x, i, cols);
+            let visible = (self.start + i % len + 1).min(cols);
+            let max = x[..visible]
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, v| m.max(*v))
+                * self.scale;
+            let mut sum = 0f32;
+            for (o, x) in o[..visible].iter_mut().zip(&x[..visible]) {
+                let e = (x * self.scale - max).exp();
+                *o = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            for o in &mut o[..visible] {
+                *o *= inv;
+            }
+        });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -254,20 +256,13 @@ impl CustomOp2 for SoftmaxGrad {
         let p = data(s1, l1, self.name())?;
         let g = data(s2, l2, self.name())?;
         let cols = last_dim(l1);
-        let mut out = vec![0f32; p.len()];
-        out.par_chunks_mut(cols * ROWS_PER_TASK)
-            .zip(
-                p.par_chunks(cols * ROWS_PER_TASK)
-                    .zip(g.par_chunks(cols * ROWS_PER_TASK)),
-            )
-            .for_each(|(o, (p, g))| {
-                for (o, (p, g)) in o.chunks_mut(cols).zip(p.chunks(cols).zip(g.chunks(cols))) {
-                    let dot: f32 = p.iter().zip(g).map(|(p, g)| p * g).sum();
-                    for ((o, p), g) in o.iter_mut().zip(p).zip(g) {
-                        *o = self.scale * p * (g - dot);
-                    }
-                }
-            });
+        let out = map_rows(p.len(), cols, |i, o| {
+            let (p, g) = (row(p, i, cols), row(g, i, cols));
+            let dot: f32 = p.iter().zip(g).map(|(p, g)| p * g).sum();
+            for ((o, p), g) in o.iter_mut().zip(p).zip(g) {
+                *o = self.scale * p * (g - dot);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -430,25 +425,19 @@ impl CustomOp2 for CrossEntropyGrad {
         let x = data(s1, l1, self.name())?;
         let g = data(s2, l2, self.name())?[0];
         let v = last_dim(l1);
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(v * ROWS_PER_TASK)
-            .zip(x.par_chunks(v * ROWS_PER_TASK))
-            .enumerate()
-            .for_each(|(task, (o, x))| {
-                for (k, (o, row)) in o.chunks_mut(v).zip(x.chunks(v)).enumerate() {
-                    let i = task * ROWS_PER_TASK + k;
-                    let w = self.weights[i];
-                    if w == 0.0 {
-                        continue;
-                    }
-                    let scale = g * w / self.denominator as f32;
-                    let lse = log_sum_exp(row);
-                    for (o, x) in o.iter_mut().zip(row) {
-                        *o = scale * (x - lse).exp();
-                    }
-                    o[self.targets[i] as usize] -= scale;
-                }
-            });
+        let out = map_rows(x.len(), v, |i, o| {
+            let w = self.weights[i];
+            if w == 0.0 {
+                return;
+            }
+            let logits = row(x, i, v);
+            let scale = g * w / self.denominator as f32;
+            let lse = log_sum_exp(logits);
+            for (o, x) in o.iter_mut().zip(logits) {
+                *o = scale * (x - lse).exp();
+            }
+            o[self.targets[i] as usize] -= scale;
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
