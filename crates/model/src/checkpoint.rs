@@ -28,6 +28,9 @@ pub struct LoopState {
     pub step: usize,
     pub best_loss: Option<f64>,
     pub best_step: Option<usize>,
+    /// The validation accuracy at the best step (classifiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_accuracy: Option<f64>,
     /// Evaluations since the last improvement.
     pub stale: usize,
     pub history: Vec<Row>,

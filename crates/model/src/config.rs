@@ -1,6 +1,8 @@
-//! The model configuration: the `config.json` of a Hugging Face llama directory, read and written
-//! with the keys `transformers` uses, so that a directory we write loads in `transformers` and one
-//! it writes loads here.
+//! The model configurations: the `config.json` of a Hugging Face llama or BERT directory, read
+//! and written with the keys `transformers` uses, so that a directory we write loads in
+//! `transformers` and one it writes loads here.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +143,208 @@ impl LlamaConfig {
         map.insert(
             "num_key_value_heads".into(),
             serde_json::json!(self.kv_heads()),
+        );
+        v
+    }
+}
+
+/// The architecture a model directory holds, from its `config.json`'s `model_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// A llama-architecture causal LM (`llama`, `mistral`, `qwen2`, or no `model_type`).
+    Llama,
+    /// A BERT encoder with a sequence-classification head (`bert`).
+    Bert,
+}
+
+impl Arch {
+    /// The architecture named by a `model_type`; `None` for one we do not handle.
+    pub fn from_model_type(model_type: Option<&str>) -> Option<Arch> {
+        match model_type {
+            None | Some("llama" | "mistral" | "qwen2") => Some(Arch::Llama),
+            Some("bert") => Some(Arch::Bert),
+            Some(_) => None,
+        }
+    }
+
+    /// The architecture `init`'s `arch` names.
+    pub fn from_init(arch: &str) -> Option<Arch> {
+        match arch {
+            "llama" => Some(Arch::Llama),
+            "bert" => Some(Arch::Bert),
+            _ => None,
+        }
+    }
+}
+
+/// A BERT encoder (BERT, MiniLM, …) as `transformers`' `BertConfig` writes it. `id2label` names
+/// the classes of the classification head, in logit order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_bert_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_bert_dropout")]
+    pub hidden_dropout_prob: f32,
+    #[serde(default = "default_bert_dropout")]
+    pub attention_probs_dropout_prob: f32,
+    /// Dropout before the classifier; `hidden_dropout_prob` when unset.
+    #[serde(default)]
+    pub classifier_dropout: Option<f32>,
+    #[serde(default = "default_bert_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_bert_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+    /// Class index (as a string, as JSON keys are) → label.
+    #[serde(default)]
+    pub id2label: Option<BTreeMap<String, String>>,
+}
+
+fn default_bert_act() -> String {
+    "gelu".into()
+}
+
+fn default_bert_dropout() -> f32 {
+    0.1
+}
+
+fn default_bert_positions() -> usize {
+    512
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+
+fn default_bert_eps() -> f64 {
+    1e-12
+}
+
+impl BertConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    pub fn pad(&self) -> u32 {
+        self.pad_token_id.unwrap_or(0)
+    }
+
+    pub fn classifier_dropout(&self) -> f32 {
+        self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
+    }
+
+    /// The class labels in logit order; empty when the configuration names none.
+    pub fn labels(&self) -> Result<Vec<String>, ModelError> {
+        let Some(map) = &self.id2label else {
+            return Ok(Vec::new());
+        };
+        let mut pairs = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            let i: usize = k
+                .parse()
+                .map_err(|_| ModelError::Config(format!("id2label key `{k}` is not a number")))?;
+            pairs.push((i, v.clone()));
+        }
+        pairs.sort();
+        if pairs.iter().enumerate().any(|(i, (k, _))| i != *k) {
+            return Err(ModelError::Config(
+                "id2label must number its labels 0, 1, 2, …".into(),
+            ));
+        }
+        Ok(pairs.into_iter().map(|(_, v)| v).collect())
+    }
+
+    pub fn set_labels(&mut self, labels: &[String]) {
+        self.id2label = Some(
+            labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i.to_string(), l.clone()))
+                .collect(),
+        );
+    }
+
+    /// Whether `hidden_act` is one we compute: `gelu` (erf) or its tanh approximations.
+    pub fn gelu_tanh(&self) -> Result<bool, ModelError> {
+        match self.hidden_act.as_str() {
+            "gelu" => Ok(false),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(true),
+            other => Err(ModelError::Config(format!(
+                "hidden activation `{other}` is not supported (`gelu`, `gelu_new`, `gelu_pytorch_tanh`)"
+            ))),
+        }
+    }
+
+    /// Rejects shapes the model cannot be built with, in the user's terms.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        if self.num_attention_heads == 0 || self.hidden_size == 0 || self.vocab_size == 0 {
+            return bad("hidden size, heads and vocabulary must be positive".into());
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return bad(format!(
+                "hidden size {} is not a multiple of {} heads",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self
+            .position_embedding_type
+            .as_deref()
+            .is_some_and(|p| p != "absolute")
+        {
+            return bad(format!(
+                "position_embedding_type `{}` is not supported (only `absolute`)",
+                self.position_embedding_type.as_deref().unwrap_or_default()
+            ));
+        }
+        if self.type_vocab_size == 0 || self.max_position_embeddings == 0 {
+            return bad("type_vocab_size and max_position_embeddings must be positive".into());
+        }
+        self.gelu_tanh()?;
+        self.labels()?;
+        Ok(())
+    }
+
+    /// The `config.json` of a `BertForSequenceClassification`.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("config serialises");
+        let map = v.as_object_mut().expect("config is an object");
+        map.retain(|_, v| !v.is_null());
+        let labels = self.labels().unwrap_or_default();
+        let label2id: BTreeMap<&str, usize> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i))
+            .collect();
+        map.insert(
+            "architectures".into(),
+            serde_json::json!(["BertForSequenceClassification"]),
+        );
+        map.insert("model_type".into(), serde_json::json!("bert"));
+        map.insert("num_labels".into(), serde_json::json!(labels.len()));
+        map.insert("label2id".into(), serde_json::json!(label2id));
+        map.insert(
+            "problem_type".into(),
+            serde_json::json!("single_label_classification"),
+        );
+        map.insert("torch_dtype".into(), serde_json::json!("float32"));
+        map.insert(
+            "position_embedding_type".into(),
+            serde_json::json!("absolute"),
+        );
+        map.insert(
+            "pad_token_id".into(),
+            serde_json::json!(self.pad_token_id.unwrap_or(0)),
         );
         v
     }

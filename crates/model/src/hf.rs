@@ -2,7 +2,8 @@
 //! `config.json`, `model.safetensors` (or shards listed by `model.safetensors.index.json`),
 //! `tokenizer.json`, `generation_config.json`; plus PEFT adapter files for LoRA and prompt tuning,
 //! and `sluice.json`, which records how the model was trained and the prompt template to use
-//! with it.
+//! with it. A BERT directory (`model_type: bert`) holds a sequence classifier: [`load_classifier`]
+//! and [`save_classifier`] read and write it as `BertForSequenceClassification` does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,10 +12,13 @@ use candle_core::{Device, Tensor};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::LlamaConfig;
+use crate::bert::{self, Bert};
+use crate::config::{Arch, BertConfig, LlamaConfig};
 use crate::error::{ModelError, Result};
 use crate::llama::{Llama, weight_shapes};
 use crate::lora::{ADAPTER_CONFIG, Lora};
+use crate::prompt::PromptModel;
+use crate::rng::Rng;
 use crate::template::Template;
 use crate::tokenizer::{self, Tokenizer};
 use crate::weights::{Param, Weights};
@@ -64,8 +68,8 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     std::fs::write(path, text).map_err(|e| ModelError::file(path, e))
 }
 
-/// Loads a model directory. Adapters saved beside the weights are loaded too, frozen.
-pub fn load_dir(dir: &Path, device: &Device) -> Result<Loaded> {
+/// The `config.json` of a model directory, checked to exist.
+fn read_config(dir: &Path) -> Result<serde_json::Value> {
     if !dir.is_dir() {
         return Err(ModelError::file(dir, "is not a directory"));
     }
@@ -76,15 +80,32 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<Loaded> {
             "has no config.json: a base model directory is what `save_pretrained` writes (config.json, model.safetensors, tokenizer.json)",
         ));
     }
-    let raw: serde_json::Value = read_json(&config_path)?;
-    if let Some(kind) = raw.get("model_type").and_then(|v| v.as_str())
-        && !matches!(kind, "llama" | "mistral" | "qwen2")
-    {
-        return Err(ModelError::file(
-            &config_path,
+    read_json(&config_path)
+}
+
+/// The architecture of a model directory, from its `config.json`'s `model_type`.
+pub fn arch(dir: &Path) -> Result<Arch> {
+    let raw = read_config(dir)?;
+    let kind = raw.get("model_type").and_then(|v| v.as_str());
+    Arch::from_model_type(kind).ok_or_else(|| {
+        ModelError::file(
+            dir.join(CONFIG),
             format!(
-                "model_type `{kind}` is not supported; `train` handles llama-architecture causal LMs"
+                "model_type `{}` is not supported; sluice handles llama-architecture causal LMs and BERT classifiers (`bert`)",
+                kind.unwrap_or_default()
             ),
+        )
+    })
+}
+
+/// Loads a causal LM directory. Adapters saved beside the weights are loaded too, frozen.
+pub fn load_dir(dir: &Path, device: &Device) -> Result<Loaded> {
+    let raw = read_config(dir)?;
+    let config_path = dir.join(CONFIG);
+    if arch(dir)? == Arch::Bert {
+        return Err(ModelError::file(
+            dir,
+            "holds a BERT sequence classifier (model_type `bert`), not a causal LM: it cannot generate text, so it cannot be served or evaluated with `task: causal` (evaluate it with `task: classify`)",
         ));
     }
     let config: LlamaConfig =
@@ -137,9 +158,12 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<Loaded> {
     if dir.join(ADAPTER_CONFIG).exists() {
         let peft: serde_json::Value = read_json(&dir.join(ADAPTER_CONFIG))?;
         match peft.get("peft_type").and_then(|v| v.as_str()) {
-            Some("LORA") => model.lora = Some(Lora::load_peft(dir, &model.config, device)?),
+            Some("LORA") => {
+                let modules = crate::llama::linear_modules(&model.config);
+                model.lora = Some(Lora::load_peft(dir, &modules, device)?.0);
+            }
             Some("PROMPT_TUNING") => {
-                model.prompt = Some(prompt::load_peft(dir, &model.config, device)?)
+                model.prompt = Some(prompt::load_peft(dir, model.config.hidden_size, device)?)
             }
             other => {
                 return Err(ModelError::file(
@@ -219,8 +243,230 @@ pub fn save_dir(
     write_json(&dir.join(GENERATION_CONFIG), &generation)?;
     tokenizer::save(tokenizer, &dir.join(TOKENIZER))?;
     match (&model.lora, &model.prompt) {
-        (Some(lora), _) if !merge => lora.save_peft(dir, &info.base)?,
-        (_, Some(p)) => prompt::save_peft(p.tensor(), &model.config, dir, &info.base)?,
+        (Some(lora), _) if !merge => lora.save_peft(dir, &info.base, None)?,
+        (_, Some(p)) => {
+            let shape = PromptModel {
+                hidden: model.config.hidden_size,
+                heads: model.config.num_attention_heads,
+                layers: model.config.num_hidden_layers,
+                task_type: "CAUSAL_LM",
+            };
+            prompt::save_peft(p.tensor(), &shape, dir, &info.base)?
+        }
+        _ => {}
+    }
+    let mut info = info.clone();
+    info.merged = merge && model.lora.is_some();
+    write_json(&dir.join(SLUICE), &info)
+}
+
+/// A loaded classifier with its tokenizer and training record.
+pub struct LoadedClassifier {
+    pub model: Bert,
+    pub tokenizer: Tokenizer,
+    pub info: Option<ModelInfo>,
+    /// The weights drawn fresh because the directory lacked them (or held a head for other
+    /// labels), as sentences for the progress line.
+    pub fresh: Vec<String>,
+}
+
+/// Where a classifier's head comes from.
+pub enum Head<'a> {
+    /// From the directory, which must hold it and its labels (inference).
+    Saved,
+    /// For training on `labels`: a head or pooler the directory lacks, or a head for other
+    /// labels, is drawn fresh from `rng`.
+    Fresh {
+        labels: &'a [String],
+        rng: &'a mut Rng,
+    },
+}
+
+/// A weight name of a BERT checkpoint as `BertForSequenceClassification` names it: encoders
+/// saved alone (sentence-transformers) lack the `bert.` prefix, and old checkpoints call the
+/// LayerNorm parameters `gamma` and `beta`. Names of other heads map to `None`.
+fn bert_name(name: &str) -> Option<String> {
+    let name = name
+        .replace("LayerNorm.gamma", "LayerNorm.weight")
+        .replace("LayerNorm.beta", "LayerNorm.bias");
+    let bare = name.strip_prefix("bert.").unwrap_or(&name);
+    if ["embeddings.", "encoder.", "pooler."]
+        .iter()
+        .any(|p| bare.starts_with(p))
+    {
+        Some(format!("bert.{bare}"))
+    } else if name.starts_with("classifier.") {
+        Some(name.clone())
+    } else {
+        None
+    }
+}
+
+/// Loads a BERT directory as a sequence classifier. A LoRA adapter saved beside the weights is
+/// loaded frozen, with the head it saved; prompt-tuning embeddings too.
+pub fn load_classifier(dir: &Path, device: &Device, head: Head<'_>) -> Result<LoadedClassifier> {
+    let raw = read_config(dir)?;
+    let config_path = dir.join(CONFIG);
+    let mut config: BertConfig =
+        serde_json::from_value(raw).map_err(|e| ModelError::file(&config_path, e))?;
+    config
+        .validate()
+        .map_err(|e| ModelError::file(&config_path, e))?;
+    let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (name, t) in load_weights(dir, device)? {
+        if let Some(name) = bert_name(&name) {
+            tensors.insert(name, t);
+        }
+    }
+    let adapter: Option<serde_json::Value> = if dir.join(ADAPTER_CONFIG).exists() {
+        Some(read_json(&dir.join(ADAPTER_CONFIG))?)
+    } else {
+        None
+    };
+    let mut lora = None;
+    let mut prompt_param = None;
+    match adapter
+        .as_ref()
+        .map(|a| a.get("peft_type").and_then(|v| v.as_str()))
+    {
+        None => {}
+        Some(Some("LORA")) => {
+            let (l, saved_head) = Lora::load_peft(dir, &bert::linear_modules(&config), device)?;
+            tensors.extend(saved_head);
+            lora = Some(l);
+        }
+        Some(Some("PROMPT_TUNING")) => {
+            prompt_param = Some(prompt::load_peft(dir, config.hidden_size, device)?);
+        }
+        Some(other) => {
+            return Err(ModelError::file(
+                dir.join(ADAPTER_CONFIG),
+                format!("unsupported peft_type {other:?} (LORA and PROMPT_TUNING are)"),
+            ));
+        }
+    }
+    let saved_labels = config.labels()?;
+    let mut fresh = Vec::new();
+    let labels: Vec<String> = match &head {
+        Head::Saved => {
+            if saved_labels.is_empty() || !tensors.contains_key(bert::HEAD[0]) {
+                return Err(ModelError::file(
+                    dir,
+                    "has no classification head (`classifier.weight` and `id2label`): train one with `uses: train` on labelled data first",
+                ));
+            }
+            saved_labels.clone()
+        }
+        Head::Fresh { labels, .. } => labels.to_vec(),
+    };
+    // A head trained for other labels is no start for these.
+    if saved_labels != labels {
+        for name in bert::HEAD {
+            tensors.remove(name);
+        }
+    }
+    config.set_labels(&labels);
+    let mut rng = match head {
+        Head::Fresh { rng, .. } => Some(rng),
+        Head::Saved => None,
+    };
+    let mut weights = crate::weights::Weights::new();
+    for (name, shape) in bert::weight_shapes(&config, labels.len()) {
+        let t = match (tensors.remove(&name), rng.as_deref_mut()) {
+            (Some(t), _) => t,
+            (None, Some(rng))
+                if bert::HEAD.contains(&name.as_str()) || bert::POOLER.contains(&name.as_str()) =>
+            {
+                if name == bert::HEAD[0] {
+                    fresh.push(if saved_labels.is_empty() || saved_labels == labels {
+                        "a fresh classification head".to_owned()
+                    } else {
+                        format!(
+                            "a fresh classification head for {} labels (the base's is for {})",
+                            labels.join(", "),
+                            saved_labels.join(", ")
+                        )
+                    });
+                } else if name == bert::POOLER[0] {
+                    fresh.push("a fresh pooler".to_owned());
+                }
+                bert::fresh(&name, &shape, rng, device)?
+            }
+            (None, _) => {
+                return Err(ModelError::MissingWeight {
+                    name,
+                    dir: dir.to_owned(),
+                });
+            }
+        };
+        if t.dims() != shape.as_slice() {
+            return Err(ModelError::WeightShape {
+                name,
+                found: t.dims().to_vec(),
+                expected: shape,
+            });
+        }
+        weights.insert(name, Param::Frozen(t));
+    }
+    let tokenizer_path = dir.join(TOKENIZER);
+    if !tokenizer_path.exists() {
+        return Err(ModelError::file(dir, "has no tokenizer.json"));
+    }
+    let tokenizer = tokenizer::load(&tokenizer_path)?;
+    let info: Option<ModelInfo> = if dir.join(SLUICE).exists() {
+        Some(read_json(&dir.join(SLUICE))?)
+    } else {
+        None
+    };
+    Ok(LoadedClassifier {
+        model: Bert {
+            config,
+            weights,
+            lora,
+            prompt: prompt_param,
+            device: device.clone(),
+        },
+        tokenizer,
+        info,
+        fresh,
+    })
+}
+
+/// Writes a classifier as a `BertForSequenceClassification` directory into `dir` (which must
+/// exist). A LoRA adapter is merged when `merge` is set, else saved beside the weights in PEFT's
+/// layout with the head as `modules_to_save`; prompt-tuning embeddings are saved beside them.
+pub fn save_classifier(
+    dir: &Path,
+    model: &Bert,
+    tokenizer: &Tokenizer,
+    info: &ModelInfo,
+    merge: bool,
+) -> Result<()> {
+    let mut weights = model.weights.clone();
+    if let (Some(lora), true) = (&model.lora, merge) {
+        lora.merge_into(&mut weights)?;
+    }
+    let tensors = weights.tensors();
+    safetensors::save(&tensors, &dir.join(WEIGHTS))?;
+    write_json(&dir.join(CONFIG), &model.config.to_hf_json())?;
+    tokenizer::save(tokenizer, &dir.join(TOKENIZER))?;
+    match (&model.lora, &model.prompt) {
+        (Some(lora), _) if !merge => {
+            let head: BTreeMap<String, Tensor> = bert::HEAD
+                .iter()
+                .map(|n| ((*n).to_owned(), tensors[*n].clone()))
+                .collect();
+            lora.save_peft(dir, &info.base, Some(&head))?
+        }
+        (_, Some(p)) => {
+            let shape = PromptModel {
+                hidden: model.config.hidden_size,
+                heads: model.config.num_attention_heads,
+                layers: model.config.num_hidden_layers,
+                task_type: "SEQ_CLS",
+            };
+            prompt::save_peft(p.tensor(), &shape, dir, &info.base)?
+        }
         _ => {}
     }
     let mut info = info.clone();

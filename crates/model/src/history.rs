@@ -13,6 +13,9 @@ pub struct Row {
     pub loss: f64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_loss: Option<f64>,
+    /// The share of validation examples classified right (classifiers).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_accuracy: Option<f64>,
     pub lr: f64,
     pub grad_norm: f64,
     pub tokens: usize,

@@ -282,37 +282,12 @@ impl Llama {
 
     /// (trainable, total) parameter counts, adapters included.
     pub fn parameter_counts(&self) -> (usize, usize) {
-        let (mut trainable, mut total) = self.weights.counts();
-        if let Some(lora) = &self.lora {
-            let n = lora.parameter_count();
-            trainable += n;
-            total += n;
-        }
-        if let Some(p) = &self.prompt {
-            let n = p.tensor().elem_count();
-            total += n;
-            if matches!(p, Param::Trainable(_)) {
-                trainable += n;
-            }
-        }
-        (trainable, total)
+        crate::weights::parameter_counts(&self.weights, self.lora.as_ref(), self.prompt.as_ref())
     }
 
     /// Every trainable tensor, named: base weights, adapter matrices, virtual tokens.
     pub fn trainable(&self) -> Vec<(String, candle_core::Var)> {
-        let mut out: Vec<(String, candle_core::Var)> = self
-            .weights
-            .trainable()
-            .into_iter()
-            .map(|(n, v)| (n.to_owned(), v.clone()))
-            .collect();
-        if let Some(lora) = &self.lora {
-            out.extend(lora.vars());
-        }
-        if let Some(Param::Trainable(v)) = &self.prompt {
-            out.push((crate::prompt::PROMPT_WEIGHT.to_owned(), v.clone()));
-        }
-        out
+        crate::weights::trainable_vars(&self.weights, self.lora.as_ref(), self.prompt.as_ref())
     }
 }
 

@@ -9,15 +9,14 @@ use std::path::Path;
 use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::config::LlamaConfig;
+use crate::config::Arch;
 use crate::error::{ModelError, Result};
-use crate::llama::linear_modules;
 use crate::rng::Rng;
 use crate::safetensors;
 use crate::weights::{Param, Weights};
 
 /// The module names LoRA can target in a llama model.
-pub const MODULES: [&str; 7] = [
+pub const LLAMA_MODULES: [&str; 7] = [
     "q_proj",
     "k_proj",
     "v_proj",
@@ -26,6 +25,18 @@ pub const MODULES: [&str; 7] = [
     "up_proj",
     "down_proj",
 ];
+
+/// The module names LoRA can target in a BERT model (`dense` is every projection after the
+/// attention and in the feed-forward block, and the pooler's).
+pub const BERT_MODULES: [&str; 4] = ["query", "key", "value", "dense"];
+
+/// The target names of an architecture.
+pub fn module_names(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::Llama => &LLAMA_MODULES,
+        Arch::Bert => &BERT_MODULES,
+    }
+}
 
 /// Every linear module but the output head, as PEFT's `all-linear` means.
 pub const ALL_LINEAR: &str = "all-linear";
@@ -47,19 +58,21 @@ impl LoraConfig {
         self.alpha / self.rank as f64
     }
 
-    /// The module names the targets stand for, checked.
-    pub fn target_modules(&self) -> Result<Vec<&'static str>> {
+    /// The module names the targets stand for in `arch`, checked and sorted.
+    pub fn target_modules(&self, arch: Arch) -> Result<Vec<&'static str>> {
+        let names = module_names(arch);
         let mut out = Vec::new();
         for t in &self.targets {
             if t == ALL_LINEAR {
-                return Ok(MODULES.to_vec());
+                return Ok(sorted(names.to_vec()));
             }
-            match MODULES.iter().find(|m| **m == t.as_str()) {
+            match names.iter().find(|m| **m == t.as_str()) {
                 Some(m) => out.push(*m),
                 None => {
                     return Err(ModelError::Config(format!(
-                        "unknown LoRA target module `{t}`; a llama model has {} (or `{ALL_LINEAR}`)",
-                        MODULES.join(", ")
+                        "unknown LoRA target module `{t}`; a {} model has {} (or `{ALL_LINEAR}`)",
+                        arch_name(arch),
+                        names.join(", ")
                     )));
                 }
             }
@@ -69,12 +82,57 @@ impl LoraConfig {
                 "LoRA needs at least one target module".into(),
             ));
         }
-        Ok(out)
+        out.dedup();
+        Ok(sorted(out))
+    }
+}
+
+fn sorted(mut v: Vec<&'static str>) -> Vec<&'static str> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn arch_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Llama => "llama",
+        Arch::Bert => "BERT",
+    }
+}
+
+/// Checks targets for `arch`, or before the architecture is known (a base directory): then
+/// each must be a module name of some architecture, and [`LoraConfig::target_modules`] checks
+/// them for the real one when the stage runs.
+pub fn check_targets(targets: &[String], arch: Option<Arch>) -> Result<()> {
+    if let Some(arch) = arch {
+        let config = LoraConfig {
+            rank: 1,
+            alpha: 1.0,
+            dropout: 0.0,
+            targets: targets.to_vec(),
+        };
+        return config.target_modules(arch).map(|_| ());
+    }
+    if targets.is_empty() {
+        return Err(ModelError::Config(
+            "LoRA needs at least one target module".into(),
+        ));
+    }
+    let known =
+        |t: &str| t == ALL_LINEAR || LLAMA_MODULES.contains(&t) || BERT_MODULES.contains(&t);
+    match targets.iter().find(|t| !known(t)) {
+        Some(bad) => Err(ModelError::Config(format!(
+            "unknown LoRA target module `{bad}`; a llama model has {}, a BERT model has {} (or `{ALL_LINEAR}`)",
+            LLAMA_MODULES.join(", "),
+            BERT_MODULES.join(", ")
+        ))),
+        None => Ok(()),
     }
 }
 
 /// The adapters of one model.
 pub struct Lora {
+    /// Its targets are the resolved module names, sorted.
     pub config: LoraConfig,
     /// Module path (`model.layers.0.self_attn.q_proj`) → (A: rank × in, B: out × rank).
     modules: BTreeMap<String, (Param, Param)>,
@@ -87,9 +145,11 @@ fn peft_name(module: &str, which: &str) -> String {
 impl Lora {
     /// Fresh adapters: A uniform in ±1/√in (PEFT's Kaiming init), B zero, so training starts
     /// from the base model exactly.
+    /// `modules` are the model's linear modules by path (`model.layers.0.self_attn.q_proj`).
     pub fn new(
-        config: LoraConfig,
-        model: &LlamaConfig,
+        mut config: LoraConfig,
+        arch: Arch,
+        modules: &[String],
         weights: &Weights,
         rng: &mut Rng,
         device: &Device,
@@ -103,9 +163,10 @@ impl Lora {
                 config.dropout
             )));
         }
-        let targets = config.target_modules()?;
-        let mut modules = BTreeMap::new();
-        for module in linear_modules(model) {
+        let targets = config.target_modules(arch)?;
+        config.targets = targets.iter().map(|t| (*t).to_owned()).collect();
+        let mut adapted = BTreeMap::new();
+        for module in modules {
             if !targets.iter().any(|t| module.ends_with(&format!(".{t}"))) {
                 continue;
             }
@@ -117,15 +178,18 @@ impl Lora {
                 device,
             )?;
             let b = Tensor::zeros((out, config.rank), candle_core::DType::F32, device)?;
-            modules.insert(
-                module,
+            adapted.insert(
+                module.clone(),
                 (
                     Param::Trainable(Var::from_tensor(&a)?),
                     Param::Trainable(Var::from_tensor(&b)?),
                 ),
             );
         }
-        Ok(Lora { config, modules })
+        Ok(Lora {
+            config,
+            modules: adapted,
+        })
     }
 
     /// `y + scale · dropout(x)·Aᵀ·Bᵀ` when `module` has an adapter, else `y`.
@@ -201,18 +265,44 @@ impl Lora {
         Ok(())
     }
 
-    /// Writes `adapter_model.safetensors` and `adapter_config.json` into `dir`.
-    pub fn save_peft(&self, dir: &Path, base: &str) -> Result<()> {
-        safetensors::save(&self.tensors(), &dir.join(ADAPTER_WEIGHTS))?;
-        let mut targets: Vec<&str> = self.config.target_modules()?;
+    /// Writes `adapter_model.safetensors` and `adapter_config.json` into `dir`. A classifier
+    /// passes its head (`classifier.weight`, …), which trains beside the adapters: it is saved
+    /// as PEFT saves `modules_to_save`, and the task is `SEQ_CLS`.
+    pub fn save_peft(
+        &self,
+        dir: &Path,
+        base: &str,
+        head: Option<&BTreeMap<String, Tensor>>,
+    ) -> Result<()> {
+        let mut tensors = self.tensors();
+        let mut modules_to_save = None;
+        if let Some(head) = head {
+            let mut names: Vec<String> = Vec::new();
+            for (name, t) in head {
+                tensors.insert(format!("base_model.model.{name}"), t.clone());
+                let module = name.rsplit_once('.').map_or(name.as_str(), |(m, _)| m);
+                if !names.iter().any(|n| n == module) {
+                    names.push(module.to_owned());
+                }
+            }
+            modules_to_save = Some(names);
+        }
+        safetensors::save(&tensors, &dir.join(ADAPTER_WEIGHTS))?;
+        let mut targets = self.config.targets.clone();
         targets.sort_unstable();
         let config = PeftLoraConfig {
             peft_type: "LORA".into(),
-            task_type: "CAUSAL_LM".into(),
+            task_type: if head.is_some() {
+                "SEQ_CLS"
+            } else {
+                "CAUSAL_LM"
+            }
+            .into(),
             r: self.config.rank,
             lora_alpha: self.config.alpha,
             lora_dropout: self.config.dropout,
-            target_modules: targets.iter().map(|s| (*s).to_owned()).collect(),
+            target_modules: targets,
+            modules_to_save,
             bias: "none".into(),
             fan_in_fan_out: false,
             inference_mode: true,
@@ -224,8 +314,13 @@ impl Lora {
         crate::hf::write_json(&dir.join(ADAPTER_CONFIG), &config)
     }
 
-    /// Loads a PEFT LoRA adapter from `dir`, frozen.
-    pub fn load_peft(dir: &Path, model: &LlamaConfig, device: &Device) -> Result<Lora> {
+    /// Loads a PEFT LoRA adapter for the linear `modules` from `dir`, frozen, with the
+    /// tensors of its `modules_to_save` (named as in the model: `classifier.weight`).
+    pub fn load_peft(
+        dir: &Path,
+        modules: &[String],
+        device: &Device,
+    ) -> Result<(Lora, BTreeMap<String, Tensor>)> {
         let config: PeftLoraConfig = crate::hf::read_json(&dir.join(ADAPTER_CONFIG))?;
         if config.peft_type != "LORA" {
             return Err(ModelError::file(
@@ -234,28 +329,41 @@ impl Lora {
             ));
         }
         let tensors = safetensors::load(&dir.join(ADAPTER_WEIGHTS), device)?;
-        let mut modules = BTreeMap::new();
-        for module in linear_modules(model) {
-            let (a, b) = (peft_name(&module, "A"), peft_name(&module, "B"));
+        let mut adapted = BTreeMap::new();
+        for module in modules {
+            let (a, b) = (peft_name(module, "A"), peft_name(module, "B"));
             if let (Some(a), Some(b)) = (tensors.get(&a), tensors.get(&b)) {
-                modules.insert(module, (Param::Frozen(a.clone()), Param::Frozen(b.clone())));
+                adapted.insert(
+                    module.clone(),
+                    (Param::Frozen(a.clone()), Param::Frozen(b.clone())),
+                );
             }
         }
-        if modules.is_empty() {
+        let mut head = BTreeMap::new();
+        for module in config.modules_to_save.iter().flatten() {
+            let prefix = format!("base_model.model.{module}.");
+            for (name, t) in &tensors {
+                if let Some(rest) = name.strip_prefix(&prefix) {
+                    head.insert(format!("{module}.{rest}"), t.clone());
+                }
+            }
+        }
+        if adapted.is_empty() {
             return Err(ModelError::file(
                 dir.join(ADAPTER_WEIGHTS),
                 "holds no LoRA weights for this model",
             ));
         }
-        Ok(Lora {
+        let lora = Lora {
             config: LoraConfig {
                 rank: config.r,
                 alpha: config.lora_alpha,
                 dropout: config.lora_dropout,
                 targets: config.target_modules,
             },
-            modules,
-        })
+            modules: adapted,
+        };
+        Ok((lora, head))
     }
 }
 
@@ -268,6 +376,9 @@ struct PeftLoraConfig {
     lora_alpha: f64,
     lora_dropout: f32,
     target_modules: Vec<String>,
+    /// Modules trained whole beside the adapters (a classifier's head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    modules_to_save: Option<Vec<String>>,
     bias: String,
     fan_in_fan_out: bool,
     inference_mode: bool,

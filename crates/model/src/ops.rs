@@ -36,6 +36,27 @@ pub fn rms_norm_composite(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(normed.broadcast_mul(w)?)
 }
 
+/// LayerNorm over the last dimension, `(x − mean) / sqrt(var + eps) · w + b`, from candle ops
+/// that have a backward pass (candle-nn's `layer_norm` has none).
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(normed.broadcast_mul(w)?.broadcast_add(b)?)
+}
+
+/// Inverted dropout with probability `p`, drawn from `rng`; the identity without one.
+pub fn dropout(x: &Tensor, p: f32, rng: Option<&mut crate::rng::Rng>) -> Result<Tensor> {
+    match rng {
+        Some(rng) if p > 0.0 => {
+            let mask = rng.dropout_mask(x.elem_count(), p);
+            Ok((x * Tensor::from_vec(mask, x.shape(), x.device())?)?)
+        }
+        _ => Ok(x.clone()),
+    }
+}
+
 /// The softmax over the last dimension, from ops that all have a backward pass.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::softmax(x, D::Minus1)?)

@@ -139,7 +139,8 @@ pub struct BaseSpec {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InitOptions {
-    /// The architecture: `llama`.
+    /// The architecture: `llama` (a causal LM) or `bert` (an encoder with a classification head
+    /// for the training data's labels; `tie_embeddings`, `kv_heads` and `rope_theta` do not apply).
     #[serde(default = "default_arch")]
     pub arch: String,
     /// Hidden size.
@@ -151,7 +152,8 @@ pub struct InitOptions {
     /// Key/value heads (grouped-query attention); default: `heads`.
     #[serde(default)]
     pub kv_heads: Option<usize>,
-    /// MLP size; default: 8/3 of `hidden`, rounded up to a multiple of 32.
+    /// MLP size; default: 8/3 of `hidden`, rounded up to a multiple of 32 (llama), 4 × `hidden`
+    /// (bert).
     #[serde(default)]
     pub intermediate: Option<usize>,
     /// Vocabulary size of the tokenizer trained for it.
@@ -269,9 +271,11 @@ pub struct LoraOptions {
     #[serde(default)]
     pub dropout: f32,
     /// Modules to adapt: `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`,
-    /// `down_proj`, or `all-linear`.
-    #[serde(default = "default_targets")]
-    pub targets: Vec<String>,
+    /// `down_proj` (llama); `query`, `key`, `value`, `dense` (BERT, whose classification head
+    /// trains beside the adapters); or `all-linear`. Default: `q_proj`, `v_proj` for llama,
+    /// `query`, `value` for BERT.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
     /// Fold the adapter into the base weights in the `model` output (else it is saved beside
     /// them as a PEFT adapter).
     #[serde(default)]
@@ -284,7 +288,7 @@ impl Default for LoraOptions {
             rank: default_rank(),
             alpha: default_alpha(),
             dropout: 0.0,
-            targets: default_targets(),
+            targets: None,
             merge: false,
         }
     }
@@ -298,8 +302,17 @@ fn default_alpha() -> f64 {
     16.0
 }
 
-fn default_targets() -> Vec<String> {
-    vec!["q_proj".into(), "v_proj".into()]
+impl LoraOptions {
+    /// The targets given, or the default for `arch`.
+    pub fn targets(&self, arch: crate::config::Arch) -> Vec<String> {
+        let default: &[&str] = match arch {
+            crate::config::Arch::Llama => &["q_proj", "v_proj"],
+            crate::config::Arch::Bert => &["query", "value"],
+        };
+        self.targets
+            .clone()
+            .unwrap_or_else(|| default.iter().map(|t| (*t).to_owned()).collect())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -422,13 +435,17 @@ impl TrainOptions {
                         "dropout must be in [0, 1)",
                     ));
                 }
-                let config = crate::lora::LoraConfig {
-                    rank: l.rank.max(1),
-                    alpha: l.alpha,
-                    dropout: 0.0,
-                    targets: l.targets.clone(),
+                let arch = match &self.base {
+                    Base::Spec(BaseSpec {
+                        init: Some(init), ..
+                    }) => crate::config::Arch::from_init(&init.arch),
+                    _ => None,
                 };
-                if let Err(e) = config.target_modules() {
+                let result = match (&l.targets, arch) {
+                    (Some(t), arch) => crate::lora::check_targets(t, arch),
+                    (None, _) => Ok(()),
+                };
+                if let Err(e) = result {
                     let message = e.to_string();
                     let message = message.trim_start_matches("bad model configuration: ");
                     errors.push(OptionError::new(&["lora", "targets"], message));
@@ -520,11 +537,26 @@ impl TrainOptions {
 fn validate_init(init: &InitOptions) -> Vec<OptionError> {
     let mut errors = Vec::new();
     let at = |k: &'static str| vec!["base", "init", k];
-    if init.arch != "llama" {
+    let arch = crate::config::Arch::from_init(&init.arch);
+    if arch.is_none() {
         errors.push(
             OptionError::new(&at("arch"), format!("unknown architecture `{}`", init.arch))
-                .hint("`init` builds `llama` models"),
+                .hint("`init` builds `llama` (causal LM) and `bert` (classifier) models"),
         );
+    }
+    let llama = arch == Some(crate::config::Arch::Llama);
+    if !llama {
+        for (k, given) in [
+            ("kv_heads", init.kv_heads.is_some()),
+            ("rope_theta", init.rope_theta != default_theta()),
+        ] {
+            if given {
+                errors.push(OptionError::new(
+                    &at(k),
+                    format!("`{k}` applies to `arch: llama`"),
+                ));
+            }
+        }
     }
     for (k, v) in [
         ("hidden", init.hidden),
@@ -544,7 +576,7 @@ fn validate_init(init: &InitOptions) -> Vec<OptionError> {
                 init.hidden, init.heads
             ),
         ));
-    } else if init.heads > 0 && !(init.hidden / init.heads).is_multiple_of(2) {
+    } else if llama && init.heads > 0 && !(init.hidden / init.heads).is_multiple_of(2) {
         errors.push(OptionError::new(
             &at("heads"),
             "the head size (hidden / heads) must be even",

@@ -7,7 +7,6 @@ use std::path::Path;
 use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::lora::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 use crate::rng::Rng;
@@ -16,10 +15,21 @@ use crate::weights::{Param, Weights};
 
 pub const PROMPT_WEIGHT: &str = "prompt_embeddings";
 
-/// Fresh virtual tokens: copies of randomly chosen vocabulary embeddings, which start training
-/// from inputs the model has seen (PEFT's sampled-vocabulary init) rather than from noise.
+/// The model a prompt belongs to, as PEFT's `adapter_config.json` records it.
+pub struct PromptModel {
+    pub hidden: usize,
+    pub heads: usize,
+    pub layers: usize,
+    /// PEFT's task type: `CAUSAL_LM` or `SEQ_CLS`.
+    pub task_type: &'static str,
+}
+
+/// Fresh virtual tokens: copies of randomly chosen rows of the `embeddings` weight, which start
+/// training from inputs the model has seen (PEFT's sampled-vocabulary init) rather than from
+/// noise.
 pub fn init(
     virtual_tokens: usize,
+    embeddings: &str,
     weights: &Weights,
     rng: &mut Rng,
     device: &Device,
@@ -29,7 +39,7 @@ pub fn init(
             "prompt tuning needs at least 1 virtual token".into(),
         ));
     }
-    let embed = weights.get("model.embed_tokens.weight")?;
+    let embed = weights.get(embeddings)?;
     let vocab = embed.dim(0)?;
     let rows: Vec<u32> = (0..virtual_tokens)
         .map(|_| rng.below(vocab) as u32)
@@ -41,18 +51,18 @@ pub fn init(
 }
 
 /// Writes the virtual tokens in PEFT's layout into `dir`.
-pub fn save_peft(prompt: &Tensor, config: &LlamaConfig, dir: &Path, base: &str) -> Result<()> {
+pub fn save_peft(prompt: &Tensor, model: &PromptModel, dir: &Path, base: &str) -> Result<()> {
     let mut tensors = std::collections::BTreeMap::new();
     tensors.insert(PROMPT_WEIGHT.to_owned(), prompt.clone());
     safetensors::save(&tensors, &dir.join(ADAPTER_WEIGHTS))?;
     let peft = PeftPromptConfig {
         peft_type: "PROMPT_TUNING".into(),
-        task_type: "CAUSAL_LM".into(),
+        task_type: model.task_type.into(),
         num_virtual_tokens: prompt.dim(0)?,
-        token_dim: config.hidden_size,
+        token_dim: model.hidden,
         num_transformer_submodules: 1,
-        num_attention_heads: config.num_attention_heads,
-        num_layers: config.num_hidden_layers,
+        num_attention_heads: model.heads,
+        num_layers: model.layers,
         prompt_tuning_init: "RANDOM".into(),
         inference_mode: true,
         base_model_name_or_path: base.to_owned(),
@@ -61,7 +71,7 @@ pub fn save_peft(prompt: &Tensor, config: &LlamaConfig, dir: &Path, base: &str) 
 }
 
 /// Loads PEFT prompt-tuning embeddings from `dir`, frozen.
-pub fn load_peft(dir: &Path, config: &LlamaConfig, device: &Device) -> Result<Param> {
+pub fn load_peft(dir: &Path, hidden: usize, device: &Device) -> Result<Param> {
     let peft: PeftPromptConfig = crate::hf::read_json(&dir.join(ADAPTER_CONFIG))?;
     let mut tensors = safetensors::load(&dir.join(ADAPTER_WEIGHTS), device)?;
     let prompt = tensors
@@ -71,11 +81,11 @@ pub fn load_peft(dir: &Path, config: &LlamaConfig, device: &Device) -> Result<Pa
             dir: dir.to_owned(),
         })?;
     let (n, d) = prompt.dims2()?;
-    if n != peft.num_virtual_tokens || d != config.hidden_size {
+    if n != peft.num_virtual_tokens || d != hidden {
         return Err(ModelError::WeightShape {
             name: PROMPT_WEIGHT.into(),
             found: vec![n, d],
-            expected: vec![peft.num_virtual_tokens, config.hidden_size],
+            expected: vec![peft.num_virtual_tokens, hidden],
         });
     }
     Ok(Param::Frozen(prompt))

@@ -59,9 +59,31 @@ fn model(method: &str) -> Llama {
                 dropout: 0.0,
                 targets: vec!["all-linear".into()],
             };
-            m.lora = Some(Lora::new(config, &m.config, &m.weights, &mut rng, &device).unwrap());
+            let modules = crate::llama::linear_modules(&m.config);
+            m.lora = Some(
+                Lora::new(
+                    config,
+                    crate::config::Arch::Llama,
+                    &modules,
+                    &m.weights,
+                    &mut rng,
+                    &device,
+                )
+                .unwrap(),
+            );
         }
-        "prompt" => m.prompt = Some(crate::prompt::init(3, &m.weights, &mut rng, &device).unwrap()),
+        "prompt" => {
+            m.prompt = Some(
+                crate::prompt::init(
+                    3,
+                    "model.embed_tokens.weight",
+                    &m.weights,
+                    &mut rng,
+                    &device,
+                )
+                .unwrap(),
+            )
+        }
         _ => unreachable!(),
     }
     m
@@ -199,12 +221,12 @@ fn cached_decoding_matches_the_full_forward() {
 
 // ---- Stage-level tests: the `train` kind on Parquet data in a temp workspace. ----
 
-struct Workspace {
+pub(crate) struct Workspace {
     dir: tempfile::TempDir,
 }
 
 impl Workspace {
-    fn new() -> Workspace {
+    pub(crate) fn new() -> Workspace {
         let ws = Workspace {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -214,17 +236,17 @@ impl Workspace {
         ws
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
-    fn write_rows(&self, rel: &str, rows: &[Example]) {
+    pub(crate) fn write_rows(&self, rel: &str, rows: &[Example]) {
         sluice_data::write_examples(&self.root().join(rel), rows).unwrap();
     }
 
     /// Runs `train` with `with` (YAML) into `out/<name>`; `cancel_at` cancels when that step
     /// starts reporting.
-    fn run(
+    pub(crate) fn run(
         &self,
         name: &str,
         with: &str,
@@ -291,7 +313,7 @@ fn toy_rows(ids: std::ops::Range<usize>) -> Vec<Example> {
 
 const INIT: &str = "base: {init: {arch: llama, hidden: 32, layers: 2, heads: 2, vocab: 300, seq: 32}}\ndata: data/train.parquet\n";
 
-fn digest(path: &Path) -> String {
+pub(crate) fn digest(path: &Path) -> String {
     blake3::hash(&std::fs::read(path).unwrap())
         .to_hex()
         .to_string()

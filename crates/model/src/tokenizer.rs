@@ -1,11 +1,14 @@
 //! Tokenizers through the `tokenizers` crate: loaded from a model directory's `tokenizer.json`,
-//! or trained here (byte-level BPE) on the training text for a base built from scratch.
+//! or trained here (byte-level BPE) on the training text for a base built from scratch: with
+//! chat specials for a llama, with BERT's (`[PAD]`, `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]`, ids 0–4,
+//! and a post-processor that puts `[CLS]` and `[SEP]` around a text) for a BERT classifier.
 
 use std::path::Path;
 
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
     AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper,
     PreTokenizerWrapper, TokenizerBuilder, TokenizerImpl,
@@ -23,6 +26,14 @@ pub const IM_START: &str = "<|im_start|>";
 pub const IM_END: &str = "<|im_end|>";
 pub const SPECIALS: [&str; 5] = [PAD, BOS, EOS, IM_START, IM_END];
 
+/// The special tokens of a BERT tokenizer trained here, in id order.
+pub const BERT_PAD: &str = "[PAD]";
+pub const UNK: &str = "[UNK]";
+pub const CLS: &str = "[CLS]";
+pub const SEP: &str = "[SEP]";
+pub const MASK: &str = "[MASK]";
+pub const BERT_SPECIALS: [&str; 5] = [BERT_PAD, UNK, CLS, SEP, MASK];
+
 pub fn load(path: &Path) -> Result<Tokenizer> {
     Tokenizer::from_file(path)
         .map_err(|e| ModelError::file(path, format!("cannot read tokenizer: {e}")))
@@ -37,13 +48,38 @@ pub fn save(tokenizer: &Tokenizer, path: &Path) -> Result<()> {
 /// Trains a byte-level BPE tokenizer of `vocab` entries (special tokens included) on `texts`.
 /// Deterministic: the same texts give the same `tokenizer.json`.
 pub fn train<'a>(texts: impl Iterator<Item = &'a str> + Send, vocab: usize) -> Result<Tokenizer> {
-    let minimum = SPECIALS.len() + ByteLevel::alphabet().len();
+    let byte_level = ByteLevel::new(false, true, true);
+    train_bpe(texts, vocab, &SPECIALS, byte_level.into())
+}
+
+/// As [`train`], with BERT's special tokens and `[CLS] … [SEP]` added around each text.
+pub fn train_bert<'a>(
+    texts: impl Iterator<Item = &'a str> + Send,
+    vocab: usize,
+) -> Result<Tokenizer> {
+    let id = |token: &str| {
+        BERT_SPECIALS
+            .iter()
+            .position(|s| *s == token)
+            .expect("a BERT special") as u32
+    };
+    let post = BertProcessing::new((SEP.into(), id(SEP)), (CLS.into(), id(CLS)));
+    train_bpe(texts, vocab, &BERT_SPECIALS, post.into())
+}
+
+fn train_bpe<'a>(
+    texts: impl Iterator<Item = &'a str> + Send,
+    vocab: usize,
+    specials: &[&str],
+    post: PostProcessorWrapper,
+) -> Result<Tokenizer> {
+    let minimum = specials.len() + ByteLevel::alphabet().len();
     if vocab <= minimum {
         return Err(ModelError::Config(format!(
             "a byte-level BPE vocabulary needs more than {minimum} entries, got {vocab}"
         )));
     }
-    let specials: Vec<AddedToken> = SPECIALS
+    let specials: Vec<AddedToken> = specials
         .iter()
         .map(|s| AddedToken::from(*s, true))
         .collect();
@@ -66,7 +102,7 @@ pub fn train<'a>(texts: impl Iterator<Item = &'a str> + Send, vocab: usize) -> R
         .with_model(BPE::default().into())
         .with_normalizer(None)
         .with_pre_tokenizer(Some(byte_level.into()))
-        .with_post_processor(Some(byte_level.into()))
+        .with_post_processor(Some(post))
         .with_decoder(Some(byte_level.into()))
         .build()
         .map_err(|e| ModelError::Tokenizer(e.to_string()))?;

@@ -1,6 +1,8 @@
-//! The training loop behind the `train` stage: load the base, set up the method, encode the
-//! data, then AdamW steps with warmup and decay, gradient accumulation and clipping, validation
-//! with early stopping, checkpoints to resume from, and the outputs.
+//! The training loop behind the `train` stage: read the data, let the base's kind prepare a
+//! [`Learner`] (a causal LM in [`crate::causal`], an encoder classifier in
+//! [`crate::classifier`]: base, method, encoded examples), then AdamW steps with warmup and
+//! decay, gradient accumulation and clipping, validation with early stopping, checkpoints to
+//! resume from, and the outputs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,20 +12,16 @@ use candle_core::{Device, Tensor, Var};
 use sluice_data::schema::Example;
 use sluice_stage::{StageContext, StageError, StageReport};
 
-use crate::batch::{self, Encoder, Sequence};
 use crate::checkpoint::{self, Checkpoint, LoopState};
-use crate::config::{EosTokens, LlamaConfig};
+use crate::config::Arch;
 use crate::error::{ModelError, Result};
 use crate::hf::{self, ModelInfo};
 use crate::history::{self, Row};
-use crate::llama::Llama;
-use crate::lora::{Lora, LoraConfig};
+use crate::hub;
 use crate::optim::{self, AdamW, AdamWConfig};
-use crate::options::{Base, InitOptions, LossOn, Method, TrainOptions};
+use crate::options::{Base, Method, TrainOptions};
 use crate::rng::Rng;
 use crate::template::Template;
-use crate::tokenizer::{self, Tokenizer};
-use crate::{hub, prompt};
 
 /// The outputs of `train`.
 pub const MODEL: &str = "model";
@@ -35,7 +33,15 @@ pub fn candle_device(device: &sluice_stage::Device) -> Result<Device> {
     match device {
         sluice_stage::Device::Cpu => Ok(Device::Cpu),
         #[cfg(feature = "cuda")]
-        sluice_stage::Device::Cuda(ids) => Ok(Device::new_cuda(ids.first().copied().unwrap_or(0) as usize)?),
+        sluice_stage::Device::Cuda(ids) => {
+            let id = ids.first().copied().unwrap_or(0);
+            let ordinal = sluice_stage::Device::cuda_ordinal(id).ok_or_else(|| {
+                ModelError::Other(format!(
+                    "the scheduler gave this stage gpu:{id}, which CUDA_VISIBLE_DEVICES hides from this process"
+                ))
+            })?;
+            Ok(Device::new_cuda(ordinal)?)
+        }
         #[cfg(not(feature = "cuda"))]
         sluice_stage::Device::Cuda(_) => Err(ModelError::Other(
             "the scheduler gave this stage a GPU, but this sluice was built without the `cuda` feature; rebuild with `--features cuda` or set `resources: {gpu: 0}`".into(),
@@ -43,113 +49,84 @@ pub fn candle_device(device: &sluice_stage::Device) -> Result<Device> {
     }
 }
 
-/// The base model and tokenizer, and how to name the base in records.
-struct Start {
-    model: Llama,
-    tokenizer: Tokenizer,
-    base_name: String,
-    template: Option<Template>,
-}
-
 fn read_examples(ctx: &StageContext<'_>, rel: &str) -> Result<Vec<Example>> {
     Ok(sluice_data::read_examples(&ctx.path(rel), rel)?)
 }
 
-fn load_base(
-    ctx: &StageContext<'_>,
-    opts: &TrainOptions,
-    train_text: &[&Example],
-    device: &Device,
-) -> Result<Start> {
-    let (dir, name): (PathBuf, String) = match &opts.base {
-        Base::Path(p) => (ctx.path(p), p.clone()),
+/// What the loop trains: a model of one kind with its training and validation examples
+/// encoded. The loop draws examples by `(set, index)`, sums gradients over micro-batches,
+/// steps AdamW on [`Learner::trainable`], validates, checkpoints and saves — the same for every
+/// kind.
+pub trait Learner {
+    /// How many examples each training set kept after encoding.
+    fn sizes(&self) -> Vec<usize>;
+    /// What an example weighs in a step's mean loss: its counted tokens for a language model,
+    /// 1 for a classifier.
+    fn loss_units(&self, set: usize, index: usize) -> f64;
+    /// The summed loss of the examples at `slots`, divided by `denominator` (the units of the
+    /// whole optimizer step), with dropout drawn from `rng`; and the real input tokens.
+    fn loss(
+        &self,
+        slots: &[(usize, usize)],
+        denominator: f64,
+        rng: &mut Rng,
+    ) -> Result<(Tensor, usize)>;
+    fn has_validation(&self) -> bool;
+    /// The validation metrics, without dropout.
+    fn validate(&self, batch_size: usize) -> Result<Validation>;
+    /// Every trainable tensor, named.
+    fn trainable(&self) -> Vec<(String, Var)>;
+    /// (trainable, total) parameter counts.
+    fn parameter_counts(&self) -> (usize, usize);
+    /// Writes the model as a Hugging Face directory.
+    fn save(&self, dir: &Path, info: &ModelInfo, merge: bool) -> Result<()>;
+}
+
+/// The validation metrics of one evaluation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Validation {
+    /// Mean loss per counted token (language model) or per example (classifier).
+    pub loss: f64,
+    /// The share of examples classified right (classifiers).
+    pub accuracy: Option<f64>,
+}
+
+/// A learner ready to train, and what the stage records about how it was made.
+pub struct Prepared {
+    pub learner: Box<dyn Learner>,
+    pub base_name: String,
+    pub template: Template,
+    /// Examples cut to the length limit, and left out.
+    pub truncated: usize,
+    pub dropped: usize,
+}
+
+/// Where a base model directory is, and its name for records; `None` for an `init` base.
+pub fn base_dir(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<Option<(PathBuf, String)>> {
+    Ok(match &opts.base {
+        Base::Path(p) => Some((ctx.path(p), p.clone())),
         Base::Spec(s) => match (&s.path, &s.hub, &s.init) {
-            (Some(p), _, _) => (ctx.path(p), p.clone()),
-            (_, Some(h), _) => (hub::resolve(h, s.revision.as_deref())?, h.clone()),
-            (_, _, Some(init)) => return init_base(ctx, opts, init, train_text, device),
+            (Some(p), _, _) => Some((ctx.path(p), p.clone())),
+            (_, Some(h), _) => Some((hub::resolve(h, s.revision.as_deref())?, h.clone())),
+            (_, _, Some(_)) => None,
             _ => return Err(ModelError::Config("`base` names no model".into())),
         },
-    };
-    let loaded = hf::load_dir(&dir, device)?;
-    let mut model = loaded.model;
-    // A base that was itself fine-tuned with LoRA starts from its merged weights.
-    if let Some(lora) = model.lora.take() {
-        lora.merge_into(&mut model.weights)?;
-    }
-    Ok(Start {
-        model,
-        tokenizer: loaded.tokenizer,
-        base_name: name,
-        template: loaded.info.map(|i| i.template),
     })
 }
 
-/// A fresh llama and its tokenizer (trained here on the training text unless one is given).
-fn init_base(
-    ctx: &StageContext<'_>,
-    opts: &TrainOptions,
-    init: &InitOptions,
-    train_text: &[&Example],
-    device: &Device,
-) -> Result<Start> {
-    let tokenizer = match &init.tokenizer {
-        Some(p) => tokenizer::load(&ctx.path(p))?,
-        None => {
-            (ctx.progress)("training the tokenizer");
-            let template = opts
-                .template
-                .as_deref()
-                .map(Template::new)
-                .unwrap_or_default();
-            let texts: Vec<String> = train_text
-                .iter()
-                .flat_map(|e| example_texts(e, &template))
-                .collect();
-            tokenizer::train(texts.iter().map(String::as_str), init.vocab)?
+/// The architecture of the base: `init`'s `arch`, or the directory's `model_type`.
+fn base_arch(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<Arch> {
+    match (&opts.base, base_dir(ctx, opts)?) {
+        (_, Some((dir, _))) => hf::arch(&dir),
+        (Base::Spec(s), None) => {
+            let init = s
+                .init
+                .as_ref()
+                .expect("a base without a directory is `init`");
+            Arch::from_init(&init.arch)
+                .ok_or_else(|| ModelError::Config(format!("unknown architecture `{}`", init.arch)))
         }
-    };
-    let token = |s: &str| tokenizer.token_to_id(s);
-    let vocab = tokenizer.get_vocab_size(true);
-    let intermediate = init
-        .intermediate
-        .unwrap_or_else(|| (init.hidden * 8 / 3).div_ceil(32) * 32);
-    let config = LlamaConfig {
-        hidden_size: init.hidden,
-        intermediate_size: intermediate,
-        num_hidden_layers: init.layers,
-        num_attention_heads: init.heads,
-        num_key_value_heads: Some(init.kv_heads.unwrap_or(init.heads)),
-        vocab_size: vocab,
-        max_position_embeddings: init.seq,
-        rms_norm_eps: 1e-5,
-        rope_theta: init.rope_theta,
-        tie_word_embeddings: init.tie_embeddings,
-        bos_token_id: token(tokenizer::BOS),
-        eos_token_id: token(tokenizer::EOS).map(EosTokens::One),
-        pad_token_id: token(tokenizer::PAD),
-        head_dim: None,
-        hidden_act: Some("silu".into()),
-        rope_scaling: None,
-    };
-    let mut rng = Rng::derive(opts.seed, "init", 0);
-    let model = Llama::init(config, &mut rng, device)?;
-    Ok(Start {
-        model,
-        tokenizer,
-        base_name: "init".into(),
-        template: None,
-    })
-}
-
-/// The text of an example as the model will see it, for tokenizer training.
-fn example_texts(e: &Example, template: &Template) -> Vec<String> {
-    match &e.messages {
-        Some(m) if !m.is_empty() => m
-            .iter()
-            .flat_map(|m| [crate::template::chat_open(&m.role), m.content.clone()])
-            .collect(),
-        _ if e.output.is_empty() => vec![e.input.clone()],
-        _ => vec![template.render(&e.input), e.output.clone()],
+        (Base::Path(_), None) => unreachable!("a path base has a directory"),
     }
 }
 
@@ -197,26 +174,6 @@ pub(crate) fn schedule(
     out
 }
 
-/// Mean loss per counted token over `seqs`.
-fn validation_loss(
-    model: &Llama,
-    seqs: &[Sequence],
-    batch_size: usize,
-    pad: u32,
-    device: &Device,
-) -> Result<f64> {
-    let mut sum = 0.0;
-    let mut count = 0.0;
-    for chunk in seqs.chunks(batch_size) {
-        let refs: Vec<&Sequence> = chunk.iter().collect();
-        let b = batch::batch(&refs, pad, device)?;
-        let loss = model.loss(&b.inputs, &b.targets, &b.weights, 1.0, None)?;
-        sum += loss.to_scalar::<f32>()? as f64;
-        count += b.loss_tokens;
-    }
-    Ok(if count > 0.0 { sum / count } else { f64::NAN })
-}
-
 fn snapshot(vars: &[(String, Var)]) -> Result<BTreeMap<String, Tensor>> {
     vars.iter()
         .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
@@ -251,58 +208,36 @@ pub fn run(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport, S
 
 fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
     let device = candle_device(ctx.device)?;
-    let sources = opts.data.sources();
-    let mut sets: Vec<Vec<Example>> = Vec::new();
-    for (path, _) in &sources {
-        let rows = read_examples(ctx, path)?;
+    let mut sets: Vec<(String, Vec<Example>)> = Vec::new();
+    for (path, _) in opts.data.sources() {
+        let rows = read_examples(ctx, &path)?;
         if rows.is_empty() {
             return Err(ModelError::Other(format!(
                 "training data {path} has no rows"
             )));
         }
-        sets.push(rows);
+        sets.push((path, rows));
     }
-    let mut validation: Vec<Example> = Vec::new();
+    let mut validation: Vec<(String, Vec<Example>)> = Vec::new();
     if let Some(v) = &opts.validation {
         for p in v.paths() {
-            validation.extend(read_examples(ctx, p)?);
+            validation.push((p.to_owned(), read_examples(ctx, p)?));
         }
     }
-    let all_train: Vec<&Example> = sets.iter().flatten().collect();
-    let start = load_base(ctx, opts, &all_train, &device)?;
-    let Start {
-        mut model,
-        tokenizer,
+    let Prepared {
+        learner,
         base_name,
-        template: base_template,
-    } = start;
-
-    // The method decides what trains.
-    let mut rng = Rng::derive(opts.seed, "adapter", 0);
-    match opts.method {
-        Method::Full => model.weights.set_trainable(true)?,
-        Method::Lora => {
-            let l = opts.lora.clone().unwrap_or_default();
-            let config = LoraConfig {
-                rank: l.rank,
-                alpha: l.alpha,
-                dropout: l.dropout,
-                targets: l.targets,
-            };
-            model.lora = Some(Lora::new(
-                config,
-                &model.config,
-                &model.weights,
-                &mut rng,
-                &device,
-            )?);
+        template,
+        truncated,
+        dropped,
+    } = match base_arch(ctx, opts)? {
+        Arch::Llama => {
+            let rows: Vec<Example> = validation.into_iter().flat_map(|(_, r)| r).collect();
+            crate::causal::prepare(ctx, opts, &sets, &rows, &device)?
         }
-        Method::Prompt => {
-            let n = opts.prompt.clone().unwrap_or_default().virtual_tokens;
-            model.prompt = Some(prompt::init(n, &model.weights, &mut rng, &device)?);
-        }
-    }
-    let (trainable_params, total_params) = model.parameter_counts();
+        Arch::Bert => crate::classifier::prepare(ctx, opts, &sets, &validation, &device)?,
+    };
+    let (trainable_params, total_params) = learner.parameter_counts();
     (ctx.progress)(&format!(
         "{} parameters, {} trainable ({:.2}%)",
         total_params,
@@ -310,78 +245,21 @@ fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
         100.0 * trainable_params as f64 / total_params.max(1) as f64
     ));
 
-    // Encode.
-    let template = opts
-        .template
-        .as_deref()
-        .map(Template::new)
-        .or(base_template)
-        .unwrap_or_default();
-    let encoder = Encoder {
-        tokenizer: &tokenizer,
-        template: &template,
-        bos: model.config.bos_token_id,
-        eos: model.config.eos(),
-        loss_on_all: opts.loss == LossOn::All,
-    };
-    let seq_len = opts
-        .seq_len
-        .unwrap_or_else(|| model.config.max_position_embeddings.min(512));
-    let prompt_len = model.prompt.as_ref().map_or(0, |p| p.tensor().dims()[0]);
-    let limit = seq_len
-        .min(
-            model
-                .config
-                .max_position_embeddings
-                .saturating_sub(prompt_len),
-        )
-        .max(1);
-    let mut truncated = 0;
-    let mut dropped = 0;
-    let mut train_sets: Vec<Vec<Sequence>> = Vec::new();
-    for (rows, (path, _)) in sets.iter().zip(&sources) {
-        let seqs = rows
-            .iter()
-            .map(|e| encoder.encode(e))
-            .collect::<Result<Vec<_>>>()?;
-        let (seqs, stats) = batch::fit(seqs, limit, opts.overflow);
-        truncated += stats.truncated;
-        dropped += stats.dropped + stats.empty;
-        if seqs.is_empty() {
-            return Err(ModelError::Other(format!(
-                "no example of {path} has an output token within the first {limit} tokens; raise `seq_len` (or the base's `seq`), or shorten the template"
-            )));
-        }
-        train_sets.push(seqs);
-    }
-    let val_seqs = {
-        let seqs = validation
-            .iter()
-            .map(|e| encoder.encode(e))
-            .collect::<Result<Vec<_>>>()?;
-        batch::fit(seqs, limit, batch::Overflow::Truncate).0
-    };
-
     // The plan of steps.
     let per_step = opts.batch_size * opts.grad_accum;
-    let examples: usize = train_sets.iter().map(Vec::len).sum();
+    let sizes = learner.sizes();
+    let examples: usize = sizes.iter().sum();
     let steps = match opts.max_steps {
         Some(s) => s,
         None => ((opts.epochs.unwrap_or(1.0) * examples as f64) / per_step as f64)
             .ceil()
             .max(1.0) as usize,
     };
-    let sizes: Vec<usize> = train_sets.iter().map(Vec::len).collect();
-    let weights: Vec<f64> = sources.iter().map(|(_, w)| *w).collect();
+    let weights: Vec<f64> = opts.data.sources().iter().map(|(_, w)| *w).collect();
     let plan = schedule(&sizes, &weights, steps, per_step, opts.seed);
     let lr_peak = opts.lr.unwrap_or_else(|| opts.method.default_lr());
-    let pad = model
-        .config
-        .pad_token_id
-        .or(model.config.eos())
-        .unwrap_or(0);
 
-    let vars = model.trainable();
+    let vars = learner.trainable();
     let mut optimizer = AdamW::new(AdamWConfig {
         weight_decay: opts.weight_decay,
         ..AdamWConfig::default()
@@ -413,22 +291,18 @@ fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
     for (step, slots) in plan.iter().enumerate().skip(first) {
         ctx.check_cancelled()?;
         let step_started = Instant::now();
-        let seqs: Vec<&Sequence> = slots.iter().map(|(d, i)| &train_sets[*d][*i]).collect();
-        let denominator: f64 = seqs.iter().map(|s| s.loss_tokens()).sum::<f64>().max(1.0);
+        let denominator: f64 = slots
+            .iter()
+            .map(|(d, i)| learner.loss_units(*d, *i))
+            .sum::<f64>()
+            .max(1.0);
         let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
         let mut loss_sum = 0.0;
         let mut tokens = 0;
         let mut dropout = Rng::derive(opts.seed, "dropout", step as u64);
-        for micro in seqs.chunks(opts.batch_size) {
-            let b = batch::batch(micro, pad, &device)?;
-            tokens += b.tokens;
-            let loss = model.loss(
-                &b.inputs,
-                &b.targets,
-                &b.weights,
-                denominator,
-                Some(&mut dropout),
-            )?;
+        for micro in slots.chunks(opts.batch_size) {
+            let (loss, micro_tokens) = learner.loss(micro, denominator, &mut dropout)?;
+            tokens += micro_tokens;
             loss_sum += loss.to_scalar::<f32>()? as f64;
             let store = loss.backward()?;
             for (name, var) in &vars {
@@ -458,6 +332,7 @@ fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
             epoch: ((step + 1) * per_step) as f64 / examples as f64,
             loss: loss_sum,
             val_loss: None,
+            val_accuracy: None,
             lr,
             grad_norm,
             tokens,
@@ -466,13 +341,15 @@ fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
         };
         state.step = step + 1;
         let last = step + 1 == steps;
-        let evaluate =
-            !val_seqs.is_empty() && (last || opts.eval_every.is_some_and(|e| (step + 1) % e == 0));
+        let evaluate = learner.has_validation()
+            && (last || opts.eval_every.is_some_and(|e| (step + 1) % e == 0));
         if evaluate {
-            let v = validation_loss(&model, &val_seqs, opts.batch_size, pad, &device)?;
+            let Validation { loss: v, accuracy } = learner.validate(opts.batch_size)?;
             row.val_loss = Some(v);
+            row.val_accuracy = accuracy;
             if state.best_loss.is_none_or(|b| v < b) {
                 state.best_loss = Some(v);
+                state.best_accuracy = accuracy;
                 state.best_step = Some(step + 1);
                 state.stale = 0;
                 best = Some(snapshot(&vars)?);
@@ -483,11 +360,14 @@ fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
         let rate = tokens_since_start as f64 / elapsed.max(1e-9);
         let remaining = (steps - step - 1) as f64 * elapsed / (step + 1 - first) as f64;
         (ctx.progress)(&format!(
-            "step {}/{steps} · loss {:.4}{} · {:.0} tok/s · eta {}",
+            "step {}/{steps} · loss {:.4}{}{} · {:.0} tok/s · eta {}",
             step + 1,
             row.loss,
             row.val_loss
                 .map(|v| format!(" · val {v:.4}"))
+                .unwrap_or_default(),
+            row.val_accuracy
+                .map(|a| format!(" · acc {a:.3}"))
                 .unwrap_or_default(),
             rate,
             fmt_duration(remaining)
@@ -532,7 +412,7 @@ fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
     let model_dir = ctx.output(MODEL)?;
     std::fs::create_dir_all(model_dir).map_err(|e| ModelError::file(model_dir, e))?;
     let merge = opts.method == Method::Lora && opts.lora.as_ref().is_some_and(|l| l.merge);
-    hf::save_dir(model_dir, &model, &tokenizer, &info, merge)?;
+    learner.save(model_dir, &info, merge)?;
     write(ctx.output(HISTORY)?, &history::jsonl(&state.history))?;
     write(ctx.output(CURVE)?, &history::svg(&state.history))?;
     checkpoint::clear(ctx.work_dir);
@@ -549,7 +429,14 @@ fn train(ctx: &StageContext<'_>, opts: &TrainOptions) -> Result<StageReport> {
     }
     if let Some(v) = state.best_loss {
         metrics.insert("val_loss".into(), v);
-        metrics.insert("val_perplexity".into(), v.exp());
+        match state.best_accuracy {
+            Some(a) => {
+                metrics.insert("val_accuracy".into(), a);
+            }
+            None => {
+                metrics.insert("val_perplexity".into(), v.exp());
+            }
+        }
     }
     let mut rates: Vec<f64> = rows.iter().skip(1).map(|r| r.tokens_per_s).collect();
     if rates.is_empty() {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{ModelError, Result};
+use crate::lora::Lora;
 
 /// One weight.
 #[derive(Clone, Debug)]
@@ -78,6 +79,18 @@ impl Weights {
         Ok(())
     }
 
+    /// Makes the named weight trainable (a classifier's head beside adapters).
+    pub fn make_trainable(&mut self, name: &str) -> Result<()> {
+        let p = self
+            .map
+            .get_mut(name)
+            .ok_or_else(|| ModelError::Other(format!("no weight named `{name}`")))?;
+        if let Param::Frozen(t) = p {
+            *p = Param::Trainable(Var::from_tensor(t)?);
+        }
+        Ok(())
+    }
+
     /// Element counts: (trainable, total).
     pub fn counts(&self) -> (usize, usize) {
         let mut trainable = 0;
@@ -125,4 +138,46 @@ impl Weights {
         }
         Ok(())
     }
+}
+
+/// (trainable, total) parameter counts of a model's weights with its adapters.
+pub fn parameter_counts(
+    weights: &Weights,
+    lora: Option<&Lora>,
+    prompt: Option<&Param>,
+) -> (usize, usize) {
+    let (mut trainable, mut total) = weights.counts();
+    if let Some(lora) = lora {
+        let n = lora.parameter_count();
+        trainable += n;
+        total += n;
+    }
+    if let Some(p) = prompt {
+        let n = p.tensor().elem_count();
+        total += n;
+        if matches!(p, Param::Trainable(_)) {
+            trainable += n;
+        }
+    }
+    (trainable, total)
+}
+
+/// Every trainable tensor of a model, named: base weights, adapter matrices, virtual tokens.
+pub fn trainable_vars(
+    weights: &Weights,
+    lora: Option<&Lora>,
+    prompt: Option<&Param>,
+) -> Vec<(String, Var)> {
+    let mut out: Vec<(String, Var)> = weights
+        .trainable()
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v.clone()))
+        .collect();
+    if let Some(lora) = lora {
+        out.extend(lora.vars());
+    }
+    if let Some(Param::Trainable(v)) = prompt {
+        out.push((crate::prompt::PROMPT_WEIGHT.to_owned(), v.clone()));
+    }
+    out
 }
