@@ -3,6 +3,7 @@
 mod support;
 
 mod cache;
+mod classify;
 mod cli;
 mod data;
 mod errors;

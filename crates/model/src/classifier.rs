@@ -43,8 +43,8 @@ pub struct ClassifierLearner {
 }
 
 /// The classes: the sorted distinct labels of the training sets. A row without a label fails,
-/// naming the stage, the file and the row.
-pub fn labels(stage: &str, sets: &[(String, Vec<Example>)]) -> Result<Vec<String>> {
+/// naming the file and the row (the runner names the stage).
+pub fn labels(sets: &[(String, Vec<Example>)]) -> Result<Vec<String>> {
     let mut labels = BTreeSet::new();
     for (path, rows) in sets {
         for (i, row) in rows.iter().enumerate() {
@@ -52,13 +52,13 @@ pub fn labels(stage: &str, sets: &[(String, Vec<Example>)]) -> Result<Vec<String
                 Some(l) => {
                     labels.insert(l.to_owned());
                 }
-                None => return Err(missing_label(stage, path, i, row)),
+                None => return Err(missing_label(path, i, row)),
             }
         }
     }
     if labels.len() < 2 {
         return Err(ModelError::Other(format!(
-            "stage `{stage}`: a classifier needs at least two labels, the training data has {}",
+            "a classifier needs at least two labels, the training data has {}",
             labels
                 .iter()
                 .map(|l| format!("`{l}`"))
@@ -69,9 +69,9 @@ pub fn labels(stage: &str, sets: &[(String, Vec<Example>)]) -> Result<Vec<String
     Ok(labels.into_iter().collect())
 }
 
-fn missing_label(stage: &str, path: &str, i: usize, row: &Example) -> ModelError {
+fn missing_label(path: &str, i: usize, row: &Example) -> ModelError {
     ModelError::Other(format!(
-        "stage `{stage}` trains a BERT classifier, but row {} of {path} (id `{}`) has no label (its `label` column is missing or null); collect labelled text with `style: classification` (fields `text` and `label`), or name your label field with `fields: {{label: …}}`",
+        "a BERT classifier trains on labelled rows, but row {} of {path} (id `{}`) has no label (its `label` column is missing or null); collect labelled text with `style: classification` (fields `text` and `label`), or name your label field with `fields: {{label: …}}`",
         i + 1,
         row.id
     ))
@@ -110,15 +110,15 @@ fn special(tokenizer: &Tokenizer, token: &str) -> Result<u32> {
     })
 }
 
-/// `[CLS] text [SEP]` for inference, cut to the model's positions.
-pub fn encode(model: &Bert, tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+/// `[CLS] text [SEP]` for inference, cut to the model's positions; and whether it was cut.
+pub fn encode(model: &Bert, tokenizer: &Tokenizer, text: &str) -> Result<(Vec<u32>, bool)> {
     let encoding = Encoding {
         tokenizer,
         cls: special(tokenizer, tokenizer::CLS)?,
         sep: special(tokenizer, tokenizer::SEP)?,
         limit: model.max_tokens(),
     };
-    Ok(encoding.ids(text)?.0)
+    encoding.ids(text)
 }
 
 /// A fresh BERT for `labels` and a tokenizer trained on the training text (or the one given).
@@ -181,7 +181,7 @@ pub fn prepare(
             "`loss: all` applies to causal language models; a BERT classifier's loss is the cross-entropy of its labels".into(),
         ));
     }
-    let labels = labels(ctx.stage, sets)?;
+    let labels = labels(sets)?;
     (ctx.progress)(&format!("{} labels: {}", labels.len(), labels.join(", ")));
     let (mut model, tokenizer, base_name) = match crate::trainer::base_dir(ctx, opts)? {
         Some((dir, name)) => {
@@ -291,7 +291,7 @@ pub fn prepare(
     for (path, rows) in validation {
         for (i, row) in rows.iter().enumerate() {
             let Some(label) = row.label.as_deref() else {
-                return Err(missing_label(ctx.stage, path, i, row));
+                return Err(missing_label(path, i, row));
             };
             let Some(class) = index(label) else {
                 return Err(ModelError::Other(format!(

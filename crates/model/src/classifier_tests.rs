@@ -58,7 +58,11 @@ fn logits_match_transformers_on_the_fixture() {
     let want_logits: Vec<Vec<f32>> = serde_json::from_value(expected["logits"].clone()).unwrap();
     let ids: Vec<Vec<u32>> = texts
         .iter()
-        .map(|t| crate::classifier::encode(model, &loaded.tokenizer, t).unwrap())
+        .map(|t| {
+            crate::classifier::encode(model, &loaded.tokenizer, t)
+                .unwrap()
+                .0
+        })
         .collect();
     assert_eq!(ids, want_ids);
     // All texts in one padded batch, as transformers ran them, and each alone.
@@ -576,7 +580,7 @@ fn unlabelled_rows_unseen_labels_and_bad_targets_fail_clearly() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("stage `train` trains a BERT classifier, but row 4 of data/unlabelled.parquet (id `3`) has no label")
+        err.contains("a BERT classifier trains on labelled rows, but row 4 of data/unlabelled.parquet (id `3`) has no label")
             && err.contains("style: classification"),
         "{err}"
     );

@@ -19,6 +19,7 @@ use sluice_eval::Gate;
 use sluice_stage::options::{self, workspace_path};
 use sluice_stage::{OptionError, OutputSpec, StageContext, StageError, StageKind, StageReport};
 
+use crate::config::Arch;
 use crate::error::{ModelError, Result};
 use crate::hf::{self, ModelInfo};
 use crate::trainer::candle_device;
@@ -344,14 +345,14 @@ fn run(ctx: &StageContext<'_>, o: &DeployOptions) -> Result<StageReport> {
 
     (ctx.progress)("merging the weights");
     let device = candle_device(ctx.device)?;
-    let loaded = hf::load_dir(&ctx.path(&o.model), &device)?;
-    let info = loaded.info.clone().unwrap_or_else(|| ModelInfo {
+    let model = Model::load(&ctx.path(&o.model), &device)?;
+    let info = model.info().unwrap_or_else(|| ModelInfo {
         method: "unknown".into(),
         merged: false,
         base: o.model.clone(),
         template: Default::default(),
         trainable_parameters: 0,
-        total_parameters: loaded.model.parameter_counts().1,
+        total_parameters: model.total_parameters(),
         seed: 0,
         deterministic: false,
     });
@@ -362,7 +363,7 @@ fn run(ctx: &StageContext<'_>, o: &DeployOptions) -> Result<StageReport> {
         .prefix(".tmp-")
         .tempdir_in(&parent)
         .map_err(|e| ModelError::file(&parent, e))?;
-    hf::save_dir(tmp.path(), &loaded.model, &loaded.tokenizer, &info, true)?;
+    model.save(tmp.path(), &info)?;
     if let Some(m) = &o.metrics {
         let from = ctx.path(m);
         let to = tmp.path().join(METRICS_JSON);
@@ -383,7 +384,14 @@ fn run(ctx: &StageContext<'_>, o: &DeployOptions) -> Result<StageReport> {
         inputs,
         lockfile: None,
     };
-    let card = model_card(&deployment, &info, gate.as_ref(), &o.data, &rel);
+    let card = model_card(
+        &deployment,
+        &info,
+        gate.as_ref(),
+        &o.data,
+        &rel,
+        model.arch(),
+    );
     std::fs::write(tmp.path().join(CARD), card)
         .map_err(|e| ModelError::file(tmp.path().join(CARD), e))?;
     hf::write_json(&tmp.path().join(DEPLOYMENT_JSON), &deployment)?;
@@ -412,6 +420,50 @@ fn run(ctx: &StageContext<'_>, o: &DeployOptions) -> Result<StageReport> {
     Ok(StageReport::default())
 }
 
+/// A model to bundle, of either kind.
+enum Model {
+    Causal(hf::Loaded),
+    Classifier(hf::LoadedClassifier),
+}
+
+impl Model {
+    fn load(dir: &Path, device: &candle_core::Device) -> Result<Model> {
+        Ok(match hf::arch(dir)? {
+            Arch::Llama => Model::Causal(hf::load_dir(dir, device)?),
+            Arch::Bert => Model::Classifier(hf::load_classifier(dir, device, hf::Head::Saved)?),
+        })
+    }
+
+    fn arch(&self) -> Arch {
+        match self {
+            Model::Causal(_) => Arch::Llama,
+            Model::Classifier(_) => Arch::Bert,
+        }
+    }
+
+    fn info(&self) -> Option<ModelInfo> {
+        match self {
+            Model::Causal(m) => m.info.clone(),
+            Model::Classifier(m) => m.info.clone(),
+        }
+    }
+
+    fn total_parameters(&self) -> usize {
+        match self {
+            Model::Causal(m) => m.model.parameter_counts().1,
+            Model::Classifier(m) => m.model.parameter_counts().1,
+        }
+    }
+
+    /// Writes the bundle's model files with any LoRA adapter merged.
+    fn save(&self, dir: &Path, info: &ModelInfo) -> Result<()> {
+        match self {
+            Model::Causal(m) => hf::save_dir(dir, &m.model, &m.tokenizer, info, true),
+            Model::Classifier(m) => hf::save_classifier(dir, &m.model, &m.tokenizer, info, true),
+        }
+    }
+}
+
 /// The model card: what the model is, how it was made, how it scored, what it was made from.
 fn model_card(
     d: &Deployment,
@@ -419,10 +471,14 @@ fn model_card(
     gate: Option<&Gate>,
     data: &[String],
     rel: &str,
+    arch: Arch,
 ) -> String {
     let mut s = String::new();
     s.push_str(&format!("# {} {}\n\n", d.name, d.version));
-    s.push_str("A causal language model (llama architecture) deployed by sluice.\n\n");
+    s.push_str(match arch {
+        Arch::Llama => "A causal language model (llama architecture) deployed by sluice.\n\n",
+        Arch::Bert => "A text classifier (BERT encoder with a sequence-classification head) deployed by sluice.\n\n",
+    });
     s.push_str("| | |\n|---|---|\n");
     s.push_str(&format!("| base | `{}` |\n", info.base));
     let method = match info.method.as_str() {
@@ -436,10 +492,12 @@ fn model_card(
         info.total_parameters, info.trainable_parameters
     ));
     s.push_str(&format!("| seed | {} |\n", info.seed));
-    s.push_str(&format!(
-        "| prompt template | `{}` |\n",
-        info.template.prompt.escape_debug()
-    ));
+    if arch == Arch::Llama {
+        s.push_str(&format!(
+            "| prompt template | `{}` |\n",
+            info.template.prompt.escape_debug()
+        ));
+    }
     s.push_str(&format!("| content digest (blake3) | `{}` |\n", d.digest));
     s.push_str(&format!("| created | {} |\n", d.created));
     if !d.metrics.is_empty() {
@@ -456,9 +514,14 @@ fn model_card(
         let what = if data.contains(k) { " (data)" } else { "" };
         s.push_str(&format!("| `{k}`{what} | `{v}` |\n"));
     }
-    s.push_str(&format!(
-        "\n## Use\n\n```sh\nsluice serve {rel}\n```\n\nor in Python, `transformers.AutoModelForCausalLM.from_pretrained(\"{rel}\")`.\n"
-    ));
+    match arch {
+        Arch::Llama => s.push_str(&format!(
+            "\n## Use\n\n```sh\nsluice serve {rel}\n```\n\nor in Python, `transformers.AutoModelForCausalLM.from_pretrained(\"{rel}\")`.\n"
+        )),
+        Arch::Bert => s.push_str(&format!(
+            "\n## Use\n\nIn Python, `transformers.AutoModelForSequenceClassification.from_pretrained(\"{rel}\")` with `AutoTokenizer` on the same directory; `sluice serve` generates text and does not serve classifiers.\n"
+        )),
+    }
     s
 }
 

@@ -2,8 +2,10 @@
 //! computes the loss of the reference output (teacher-forced, the prompt rendered with the
 //! model's saved template), generates a prediction, and compares the two: SQuAD exact match and
 //! token F1 and ROUGE-L for `task: causal`, accuracy, precision, recall, F1 and the confusion
-//! matrix for `task: classify`. An optional baseline model is scored on the same examples, so the
-//! metrics show what fine-tuning changed.
+//! matrix for `task: classify`. A BERT classifier (`model_type: bert`) is not asked to generate:
+//! its head scores the labels, the prediction is the most likely one and the loss is the
+//! cross-entropy of the reference label. An optional baseline model is scored on the same
+//! examples, so the metrics show what fine-tuning changed.
 //!
 //! Outputs `metrics.json` (flat keys, sorted) and `predictions.parquet` (one row per example).
 
@@ -18,9 +20,11 @@ use sluice_eval::ClassificationReport;
 use sluice_stage::options::{self, workspace_path};
 use sluice_stage::{OptionError, OutputSpec, StageContext, StageError, StageKind, StageReport};
 
-use crate::error::Result;
+use crate::bert::{self, Inputs};
+use crate::config::Arch;
+use crate::error::{ModelError, Result};
 use crate::generate::{self, Decoding, Request};
-use crate::hf::{self, Loaded};
+use crate::hf::{self, Head, Loaded, LoadedClassifier};
 use crate::template::{self, Template, Turn};
 use crate::tokenizer;
 use crate::trainer::candle_device;
@@ -215,6 +219,69 @@ impl StageKind for Evaluate {
         let o: EvaluateOptions = options::parse_for_run(ctx.with)?;
         Ok(run(ctx, &o)?)
     }
+}
+
+/// A classifier directory loaded for inference, a LoRA adapter folded in.
+pub fn load_classifier_for_inference(
+    dir: &std::path::Path,
+    device: &candle_core::Device,
+) -> Result<LoadedClassifier> {
+    let mut loaded = hf::load_classifier(dir, device, Head::Saved)?;
+    if let Some(lora) = loaded.model.lora.take() {
+        lora.merge_into(&mut loaded.model.weights)?;
+    }
+    Ok(loaded)
+}
+
+/// Examples per forward pass when scoring with a classifier's head.
+const CLASSIFY_BATCH: usize = 16;
+
+/// Scores `cases` with a classifier's head: the prediction is the most likely label, the loss
+/// the negative log-probability of the reference (counted only when the reference is one of the
+/// model's labels). Also returns how many inputs were cut to the model's positions.
+pub fn score_with_head(
+    loaded: &LoadedClassifier,
+    cases: &[Case],
+    check_cancelled: &dyn Fn() -> std::result::Result<(), StageError>,
+) -> Result<(Vec<Scored>, usize)> {
+    let model = &loaded.model;
+    let labels = model.labels()?;
+    let mut scored = Vec::with_capacity(cases.len());
+    let mut truncated = 0;
+    for chunk in cases.chunks(CLASSIFY_BATCH) {
+        check_cancelled()?;
+        let mut ids = Vec::with_capacity(chunk.len());
+        for c in chunk {
+            let (seq, cut) = crate::classifier::encode(model, &loaded.tokenizer, &c.input)?;
+            truncated += usize::from(cut);
+            ids.push(seq);
+        }
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let inputs = Inputs::new(&refs, model.config.pad(), &model.device)?;
+        let probabilities = bert::probabilities(&model.logits(&inputs, None)?)?;
+        for (c, p) in chunk.iter().zip(probabilities) {
+            let best = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+                .map_or(0, |(i, _)| i);
+            let prediction = labels[best].clone();
+            let reference = c.reference.trim();
+            let (nll, tokens) = match labels.iter().position(|l| l == reference) {
+                Some(i) => (-(p[i].max(f32::MIN_POSITIVE) as f64).ln(), 1),
+                None => (0.0, 0),
+            };
+            scored.push(Scored {
+                exact_match: sluice_eval::exact_match(&prediction, reference),
+                f1: sluice_eval::token_f1(&prediction, reference),
+                rouge_l: sluice_eval::rouge_l(&prediction, reference).f1,
+                prediction,
+                nll,
+                tokens,
+            });
+        }
+    }
+    Ok((scored, truncated))
 }
 
 /// A model directory loaded for inference: a LoRA adapter is folded into the weights, which
@@ -466,6 +533,25 @@ fn run(ctx: &StageContext<'_>, o: &EvaluateOptions) -> Result<StageReport> {
     let mut truncated = 0;
     for (dir, role) in &models {
         (ctx.progress)(&format!("loading the {role}"));
+        if hf::arch(&ctx.path(dir))? == Arch::Bert {
+            if o.task != Task::Classify {
+                return Err(ModelError::Config(format!(
+                    "{dir} is a BERT classifier: evaluate it with `task: classify`"
+                )));
+            }
+            let loaded = load_classifier_for_inference(&ctx.path(dir), &device)?;
+            let cases: Vec<Case> = examples
+                .iter()
+                .map(|e| case(e, &Template::default(), o.task))
+                .collect();
+            (ctx.progress)(&format!("{role}: {} examples", cases.len()));
+            let (scored, cut) = score_with_head(&loaded, &cases, &|| ctx.check_cancelled())?;
+            if *role == "model" {
+                truncated += cut;
+            }
+            results.push((cases, scored));
+            continue;
+        }
         let loaded = load_for_inference(&ctx.path(dir), &device)?;
         let template = loaded
             .info
