@@ -81,6 +81,45 @@ fn logits_match_transformers_on_the_fixture() {
     }
 }
 
+/// The backward pass against PyTorch's: the mean cross-entropy of the fixture's labels, and
+/// the gradient norm of every weight, as `make_bert_tiny.py` recorded them.
+#[test]
+fn loss_and_gradients_match_pytorch_on_the_fixture() {
+    let mut loaded = hf::load_classifier(&fixture(), &Device::Cpu, Head::Saved).unwrap();
+    loaded.model.weights.set_trainable(true).unwrap();
+    let model = &loaded.model;
+    let expected: serde_json::Value = hf::read_json(&fixture().join("expected.json")).unwrap();
+    let ids: Vec<Vec<u32>> = serde_json::from_value(expected["input_ids"].clone()).unwrap();
+    let labels: Vec<u32> = serde_json::from_value(expected["labels"].clone()).unwrap();
+    let norms: BTreeMap<String, f64> =
+        serde_json::from_value(expected["grad_norms"].clone()).unwrap();
+    let loss = model
+        .loss(&batch(&ids, 0), &labels, labels.len() as f64, None)
+        .unwrap();
+    let want = expected["loss"].as_f64().unwrap();
+    let got = loss.to_scalar::<f32>().unwrap() as f64;
+    assert!((got - want).abs() < 1e-5, "loss {got} vs {want}");
+    let grads = loss.backward().unwrap();
+    let vars = model.trainable();
+    assert_eq!(vars.len(), norms.len());
+    for (name, var) in &vars {
+        let g = grads.get(var.as_tensor()).unwrap();
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .sqrt() as f64;
+        let want = norms[name];
+        assert!(
+            (norm - want).abs() <= 1e-4 + 1e-3 * want,
+            "{name}: gradient norm {norm} vs PyTorch's {want}"
+        );
+    }
+}
+
 /// Rewrites the fixture as sentence-transformers saves an encoder: no `bert.` prefix, no pooler,
 /// no head, no labels.
 fn bare_encoder(dir: &Path) {
@@ -467,6 +506,14 @@ fn a_bert_init_learns_the_toy_task_deterministically() {
         serde_json::json!({"0": "neg", "1": "pos"})
     );
     assert_eq!(config["label2id"], serde_json::json!({"neg": 0, "pos": 1}));
+    let tokenizer_config: serde_json::Value =
+        hf::read_json(&dir.join("tokenizer_config.json")).unwrap();
+    assert_eq!(
+        tokenizer_config["tokenizer_class"],
+        "PreTrainedTokenizerFast"
+    );
+    assert_eq!(tokenizer_config["cls_token"], "[CLS]");
+    assert_eq!(tokenizer_config["model_max_length"], 24);
     let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
     assert!(history.contains("\"val_accuracy\""), "{history}");
     let tensors = crate::safetensors::load(&dir.join("model.safetensors"), &Device::Cpu).unwrap();

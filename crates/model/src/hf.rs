@@ -29,6 +29,7 @@ pub const WEIGHTS: &str = "model.safetensors";
 pub const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
 pub const TOKENIZER: &str = "tokenizer.json";
 pub const GENERATION_CONFIG: &str = "generation_config.json";
+pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 pub const SLUICE: &str = "sluice.json";
 
 /// What sluice records beside a model it wrote (`sluice.json`).
@@ -450,6 +451,23 @@ pub fn save_classifier(
     safetensors::save(&tensors, &dir.join(WEIGHTS))?;
     write_json(&dir.join(CONFIG), &model.config.to_hf_json())?;
     tokenizer::save(tokenizer, &dir.join(TOKENIZER))?;
+    // Without it, `AutoTokenizer` builds a WordPiece `BertTokenizer` for `model_type: bert`,
+    // which is not the tokenizer in tokenizer.json.
+    let mut tokenizer_config = serde_json::Map::new();
+    tokenizer_config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+    for (key, token) in [
+        ("cls_token", tokenizer::CLS),
+        ("sep_token", tokenizer::SEP),
+        ("pad_token", tokenizer::BERT_PAD),
+        ("unk_token", tokenizer::UNK),
+        ("mask_token", tokenizer::MASK),
+    ] {
+        if tokenizer.token_to_id(token).is_some() {
+            tokenizer_config.insert(key.into(), token.into());
+        }
+    }
+    tokenizer_config.insert("model_max_length".into(), model.max_tokens().into());
+    write_json(&dir.join(TOKENIZER_CONFIG), &tokenizer_config)?;
     match (&model.lora, &model.prompt) {
         (Some(lora), _) if !merge => {
             let head: BTreeMap<String, Tensor> = bert::HEAD

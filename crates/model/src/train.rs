@@ -1,5 +1,5 @@
-//! The `train` stage kind: fine-tunes a llama-architecture causal LM (full, LoRA or prompt
-//! tuning) on example-schema Parquet data.
+//! The `train` stage kind: fine-tunes a llama-architecture causal LM or a BERT sequence
+//! classifier (full, LoRA or prompt tuning) on example-schema Parquet data.
 
 use sluice_stage::options;
 use sluice_stage::{OptionError, OutputSpec, StageContext, StageError, StageKind, StageReport};
@@ -19,7 +19,7 @@ impl StageKind for Train {
     }
 
     fn description(&self) -> &'static str {
-        "Fine-tune a causal language model with candle: full, LoRA or prompt tuning"
+        "Fine-tune a causal language model or a BERT classifier with candle: full, LoRA or prompt tuning"
     }
 
     fn outputs(&self) -> Vec<OutputSpec> {
@@ -27,7 +27,7 @@ impl StageKind for Train {
             OutputSpec {
                 name: MODEL,
                 file: "model",
-                description: "the trained model: a Hugging Face directory (config.json, model.safetensors, tokenizer.json, PEFT adapter files)",
+                description: "the trained model: a Hugging Face directory (config.json, model.safetensors, tokenizer.json, PEFT adapter files); for a classifier, as BertForSequenceClassification saves it",
             },
             OutputSpec {
                 name: HISTORY,
