@@ -166,3 +166,29 @@ fn unlabelled_data_fails_naming_the_stage_the_file_and_the_fix() {
         "{all}"
     );
 }
+
+/// The bundled sentiment pipeline with a shorter training run (3 epochs instead of 6), which
+/// still passes its gate (accuracy ≥ 0.8).
+#[test]
+fn the_sentiment_pipeline_runs_on_its_bundled_reviews() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let t = Test::new();
+    for f in ["pipelines/sentiment.yaml", "data/reviews/reviews.jsonl"] {
+        t.write(f, &std::fs::read_to_string(repo.join(f)).unwrap());
+    }
+    let r = t
+        .sluice(&[
+            "run",
+            "pipelines/sentiment.yaml",
+            "--json",
+            "-p",
+            "epochs=3",
+        ])
+        .ok();
+    assert!(r.statuses().iter().all(|(_, s)| s == "ran"), "{}", r.stdout);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&t.read("build/sentiment/evaluate/metrics.json")).unwrap();
+    assert!(metrics["accuracy"].as_f64().unwrap() >= 0.8, "{metrics}");
+    assert_eq!(metrics["support.positive"], 30.0, "{metrics}");
+    assert!(t.path("deployments/sentiment").is_dir());
+}
