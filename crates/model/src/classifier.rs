@@ -315,7 +315,8 @@ pub fn prepare(
             device: device.clone(),
         }),
         base_name,
-        template: Template::default(),
+        // The text goes in as it is; recorded so that `sluice.json` does not suggest a prompt.
+        template: Template::new("{input}"),
         truncated,
         dropped,
     })
