@@ -106,17 +106,19 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU check (bench/gpu.sh)")
     a = p.parse_args()
+    dev = torch.device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     ff = (a.hidden * 8 // 3 + 31) // 32 * 32
-    model = Llama(a.vocab, a.hidden, a.layers, a.heads, ff, a.seq)
+    model = Llama(a.vocab, a.hidden, a.layers, a.heads, ff, a.seq).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.0)
     g = torch.Generator().manual_seed(0)
     times = []
     for _ in range(a.steps):
-        ids = torch.randint(0, a.vocab, (a.batch, a.seq + 1), generator=g)
+        ids = torch.randint(0, a.vocab, (a.batch, a.seq + 1), generator=g).to(dev)
         t0 = time.perf_counter()
         logits = model(ids[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, a.vocab), ids[:, 1:].reshape(-1))
@@ -124,6 +126,8 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     tokens = a.batch * a.seq
     rates = [tokens / t for t in times[1:]] or [tokens / times[0]]
@@ -133,7 +137,8 @@ def main():
         "params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "final_loss": float(loss),
+        "device": str(dev),
+        "final_loss": float(loss.detach()),
     }))
 
 

@@ -119,7 +119,17 @@ pub fn inventory(args: &DeviceArgs) -> Result<sluice_exec::Inventory> {
     match &args.devices {
         Some(spec) => sluice_exec::Inventory::given(spec, "--devices")
             .map_err(|e| anyhow::anyhow!("--devices / SLUICE_DEVICES: {e}")),
-        None => Ok(sluice_exec::Inventory::detect()),
+        None => Ok(sluice_exec::Inventory::detect_with("cuda driver", || {
+            sluice_model::cuda_gpus()
+                .into_iter()
+                .map(|g| sluice_exec::Gpu {
+                    id: g.id,
+                    name: Some(g.name),
+                    memory_total: Some(g.memory_total),
+                    memory_free: Some(g.memory_free),
+                })
+                .collect()
+        })),
     }
 }
 

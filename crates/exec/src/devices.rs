@@ -52,11 +52,26 @@ impl fmt::Display for Gpu {
 impl Inventory {
     /// The host, with GPUs from `nvidia-smi` when it is installed and answers.
     pub fn detect() -> Inventory {
-        let gpus = detect_gpus();
-        let source = if gpus.is_empty() {
-            "none"
+        Inventory::detect_with("", Vec::new)
+    }
+
+    /// The host, with GPUs from `nvidia-smi`; when it is missing or lists none, from `probe`
+    /// (the binary passes the CUDA driver's list when built with the `cuda` feature), recorded
+    /// as coming from `probe_name`.
+    pub fn detect_with(probe_name: &str, probe: impl FnOnce() -> Vec<Gpu>) -> Inventory {
+        let smi = visible(
+            detect_gpus(),
+            std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+        );
+        let (gpus, source) = if !smi.is_empty() {
+            (smi, "nvidia-smi")
         } else {
-            "nvidia-smi"
+            let probed = probe();
+            if probed.is_empty() {
+                (probed, "none")
+            } else {
+                (probed, probe_name)
+            }
         };
         Inventory::host(gpus, source)
     }
@@ -153,6 +168,16 @@ pub fn parse_nvidia_smi(text: &str) -> Vec<Gpu> {
         .collect()
 }
 
+/// The GPUs of `nvidia-smi`'s list (which ignores `CUDA_VISIBLE_DEVICES`) that
+/// `CUDA_VISIBLE_DEVICES` leaves visible when it lists indices: a sluice started on part of a
+/// machine places stages on that part only. Other forms (UUIDs) are left to the driver.
+fn visible(gpus: Vec<Gpu>, cuda_visible: Option<&str>) -> Vec<Gpu> {
+    match cuda_visible.and_then(sluice_stage::parse_cuda_visible) {
+        Some(ids) => gpus.into_iter().filter(|g| ids.contains(&g.id)).collect(),
+        None => gpus,
+    }
+}
+
 fn detect_gpus() -> Vec<Gpu> {
     let out = Command::new("nvidia-smi")
         .args([
@@ -197,6 +222,16 @@ mod tests {
                 .contains("invalid size")
         );
         assert!(parse_devices("").is_err());
+    }
+
+    #[test]
+    fn cuda_visible_devices_narrows_the_inventory() {
+        let all = parse_devices("gpu:0,gpu:1,gpu:2").unwrap();
+        let ids = |g: Vec<Gpu>| g.iter().map(|g| g.id).collect::<Vec<_>>();
+        assert_eq!(ids(visible(all.clone(), None)), [0, 1, 2]);
+        assert_eq!(ids(visible(all.clone(), Some("2, 0"))), [0, 2]);
+        assert!(visible(all.clone(), Some("")).is_empty());
+        assert_eq!(ids(visible(all, Some("GPU-1a2b"))), [0, 1, 2]);
     }
 
     #[test]

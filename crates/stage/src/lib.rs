@@ -67,6 +67,34 @@ impl fmt::Display for Device {
     }
 }
 
+impl Device {
+    /// The CUDA ordinal (what `cudaSetDevice` and candle's `Device::new_cuda` take, counted within
+    /// this process's visible devices) of the physical GPU `id`: its position in
+    /// `CUDA_VISIBLE_DEVICES` when that variable lists indices, else `id` itself.
+    pub fn cuda_ordinal(id: u32) -> Option<usize> {
+        match cuda_visible_devices() {
+            Some(visible) => visible.iter().position(|&v| v == id),
+            None => Some(id as usize),
+        }
+    }
+}
+
+/// `CUDA_VISIBLE_DEVICES` when it is set to a list of indices (`0,2`); `None` when it is unset or
+/// names devices otherwise (UUIDs), in which case indices are taken as they are.
+pub fn cuda_visible_devices() -> Option<Vec<u32>> {
+    parse_cuda_visible(&std::env::var("CUDA_VISIBLE_DEVICES").ok()?)
+}
+
+/// Parses a `CUDA_VISIBLE_DEVICES` value made of indices.
+pub fn parse_cuda_visible(value: &str) -> Option<Vec<u32>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().ok())
+        .collect()
+}
+
 /// Everything a running stage may use.
 pub struct StageContext<'a> {
     /// The stage's name in the workflow.
