@@ -169,9 +169,11 @@ pub async fn run_command(
         file: None,
         failed: false,
     }));
+    tracing::trace!(stage, "spawning");
     let mut child = spawn_shell(command, workspace, env)
         .map_err(|e| fail(format!("cannot start `sh`: {e}")))?;
     let pid = child.id();
+    tracing::trace!(stage, "spawned");
     let out_tail = Tail::new();
     let err_tail = Tail::new();
     let stdout = child.stdout.take();
@@ -226,6 +228,7 @@ pub async fn run_command(
             });
         }
     };
+    tracing::trace!(stage, "exited");
     // The shell is gone; anything it left in the background must not outlive the stage.
     if let Some(pid) = pid {
         signal_group(pid, libc::SIGKILL);
@@ -233,6 +236,7 @@ pub async fn run_command(
     for p in pumps {
         let _ = p.await;
     }
+    tracing::trace!(stage, "drained");
     let status = status.map_err(|e| fail(format!("cannot wait for the command: {e}")))?;
     if status.success() {
         return Ok(());

@@ -10,8 +10,9 @@
 #![allow(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 
 use tokio::process::{Child, Command};
 
@@ -25,7 +26,7 @@ pub fn spawn_shell(
     dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> std::io::Result<Child> {
-    let mut cmd = Command::new("sh");
+    let mut cmd = Command::new(shell());
     cmd.arg("-c")
         .arg(command)
         .current_dir(dir)
@@ -38,6 +39,20 @@ pub fn spawn_shell(
         .process_group(0)
         .kill_on_drop(true);
     cmd.spawn()
+}
+
+/// `sh` as found on `PATH`, looked up once: a spawn by bare name tries every `PATH` entry with
+/// a failing `execve` first, which costs each of a thousand stages a little.
+fn shell() -> &'static Path {
+    static SHELL: OnceLock<PathBuf> = OnceLock::new();
+    SHELL.get_or_init(|| {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join("sh"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("sh"))
+    })
 }
 
 /// Sends `signal` to every process in the group led by `pid`.

@@ -274,6 +274,7 @@ pub async fn run(
             // Hashing inputs and consulting the cache is quick when the stat cache answers, so it
             // happens right here: a fully cached run never leaves this loop (no thread hops).
             let started = Instant::now();
+            tracing::trace!(stage = %plan.stage(i).name, "ready");
             match prepare(&ctx, i, &state.produced, started) {
                 Prepared::Done(done) => state.finish(*done),
                 Prepared::Run {
@@ -317,6 +318,7 @@ pub async fn run(
                 if let Some(mut p) = pending.remove(&slot) {
                     // A stage's duration leaves out the time it waited for resources.
                     p.started += p.queued.elapsed();
+                    tracing::trace!(stage = %plan.stage(i).name, "starting");
                     running.spawn(execute(ctx.clone(), i, p, grant, cancel.clone()));
                 }
             }
@@ -328,6 +330,7 @@ pub async fn run(
             joined = running.join_next() => {
                 match joined {
                     Some(Ok(done)) => {
+                        tracing::trace!(stage = %done.outcome.name, "joined");
                         if let Some(g) = &done.grant {
                             pool.give_back(g);
                         }
@@ -677,6 +680,7 @@ async fn execute(
     } = pending;
     let stage = ctx.plan.stage(i);
     let name = stage.name.clone();
+    tracing::trace!(stage = %name, "executing");
     let device = grant.device();
     let with_grant = |mut done: Finished| {
         done.grant = Some(grant.clone());
@@ -760,7 +764,9 @@ async fn execute(
             started,
             queued: Instant::now(),
         };
-        commit(&commit_ctx, i, pending, &commit_device, duration_ms, report)
+        let done = commit(&commit_ctx, i, pending, &commit_device, duration_ms, report);
+        tracing::trace!(stage = %done.outcome.name, "committed");
+        done
     })
     .await;
     with_grant(match committed {
