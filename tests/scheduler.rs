@@ -201,6 +201,40 @@ fn stages_report_progress() {
 }
 
 #[test]
+fn the_summary_gives_each_commands_own_time() {
+    let t = Test::new();
+    t.workflow("version: 1\nname: nap\nstages:\n  nap:\n    run: sleep 0.3; echo > ${{ outputs.o }}\n    outputs: {o: o.txt}\n");
+    let j = t.sluice(&["run", "wf.yaml", "--json"]).ok().json();
+    let stage = &j["stages"][0];
+    let run_ms = stage["run_ms"].as_f64().unwrap();
+    let duration_ms = stage["duration_ms"].as_u64().unwrap() as f64;
+    assert!(run_ms >= 300.0, "{stage}");
+    assert!(run_ms <= duration_ms + 1.0, "{stage}");
+    // A cached stage did no work of its own.
+    let j = t.sluice(&["run", "wf.yaml", "--json"]).ok().json();
+    assert_eq!(j["stages"][0]["status"], "cached");
+    assert!(j["stages"][0].get("run_ms").is_none());
+}
+
+#[test]
+fn cuda_visible_devices_narrows_a_given_inventory_only_when_detected() {
+    // A `--devices` list is taken as it is; CUDA_VISIBLE_DEVICES applies to detected GPUs.
+    let t = Test::new();
+    let mut c = t.command(&["devices", "--json", "--devices", "gpu:0,gpu:1"]);
+    c.env("CUDA_VISIBLE_DEVICES", "1");
+    let out = c.output().unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["gpus"].as_array().unwrap().len(), 2);
+    // With nothing to detect (no nvidia-smi on PATH), an empty CUDA_VISIBLE_DEVICES leaves none.
+    let mut c = t.command(&["devices", "--json"]);
+    c.env("CUDA_VISIBLE_DEVICES", "").env("PATH", "/nonexistent");
+    let out = c.output().unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["gpus"].as_array().unwrap().len(), 0);
+    assert_eq!(j["source"], "none");
+}
+
+#[test]
 fn devices_prints_the_inventory() {
     let t = Test::new();
     let r = t

@@ -41,6 +41,11 @@ pub struct StageOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub duration_ms: u64,
+    /// For a stage that ran: how long its own work took, in milliseconds to the microsecond (a
+    /// command from just before it is spawned until it has exited and its output is drained; a
+    /// builtin's run). `duration_ms` minus this is what the engine added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_ms: Option<f64>,
     /// Where it ran (`cpu`), for stages that ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
@@ -64,6 +69,7 @@ impl StageOutcome {
             status,
             key: None,
             duration_ms: 0,
+            run_ms: None,
             device: None,
             reasons: Vec::new(),
             error: None,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sluice_lock::{LockedStage, Lockfile};
 use sluice_plan::Plan;
@@ -696,7 +696,7 @@ async fn execute(
     let log_path = ctx.store.dir().join("logs").join(format!("{name}.log"));
     let attempts = stage.retries.saturating_add(1);
     let mut attempt = 1;
-    let (duration_ms, report) = loop {
+    let (ran, report) = loop {
         if let Err(e) = prepare_outputs(&workspace, &stage.outputs) {
             return with_grant(failed(
                 i,
@@ -725,9 +725,9 @@ async fn execute(
             .await
             .map(|()| StageReport::default())
         };
-        let duration_ms = millis(run_started);
+        let ran = run_started.elapsed();
         let f = match result {
-            Ok(report) => break (duration_ms, report),
+            Ok(report) => break (ran, report),
             Err(f) => f,
         };
         if !f.cancelled && attempt < attempts {
@@ -764,7 +764,7 @@ async fn execute(
             started,
             queued: Instant::now(),
         };
-        let done = commit(&commit_ctx, i, pending, &commit_device, duration_ms, report);
+        let done = commit(&commit_ctx, i, pending, &commit_device, ran, report);
         tracing::trace!(stage = %done.outcome.name, "committed");
         done
     })
@@ -869,9 +869,10 @@ fn commit(
     i: usize,
     pending: Pending,
     device: &str,
-    duration_ms: u64,
+    ran: Duration,
     report: StageReport,
 ) -> Finished {
+    let duration_ms = u64::try_from(ran.as_millis()).unwrap_or(u64::MAX);
     let StageReport { metrics, unstable } = report;
     let Pending {
         key,
@@ -964,6 +965,7 @@ fn commit(
             }
         }
     }
+    tracing::trace!(stage = %name, "stored");
     let record = StageRecord {
         outputs: outputs.clone(),
         duration_ms: Some(duration_ms),
@@ -984,6 +986,7 @@ fn commit(
     let mut outcome = StageOutcome::new(name, StageStatus::Ran);
     outcome.key = Some(key.to_owned());
     outcome.duration_ms = millis(started);
+    outcome.run_ms = Some((ran.as_secs_f64() * 1e6).round() / 1e3);
     outcome.device = Some(device.to_owned());
     outcome.reasons = reasons.iter().map(ToString::to_string).collect();
     let locked = locked_stage(
