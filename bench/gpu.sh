@@ -6,7 +6,7 @@
 # quickstart with its train and evaluate stages on the GPU (and cached on a second run), whether
 # GPU training is bit-exact, and training throughput beside PyTorch on the same GPU (when python3
 # has torch). It prints a Markdown report and writes it to the file given (default
-# gpu-report.md). GPU_ONLY=quickstart or GPU_ONLY=train runs one section. Nothing is downloaded.
+# gpu-report.md). GPU_ONLY=quickstart, classifier or train runs one section. Nothing is downloaded.
 set -uo pipefail
 
 BIN=$(realpath "${SLUICE_BIN:-target/release/sluice}")
@@ -115,6 +115,31 @@ else
 fi
 say
 
+fi
+
+if [ "$ONLY" = all ] || [ "$ONLY" = classifier ]; then
+say "## BERT classifier (pipelines/sentiment.yaml) on the GPU"
+mkdir -p "$W/cls" && cp -r "$REPO/pipelines" "$REPO/data" "$REPO/schemas" "$REPO/scripts" "$W/cls/" && cd "$W/cls" || exit 1
+awk '{print} /^    uses: (train|evaluate)$/ {print "    resources: {gpu: 1}"}' pipelines/sentiment.yaml >pipelines/gpu.yaml
+T0=$(date +%s.%N)
+timeout "${QS_TIMEOUT:-300}" "$BIN" run pipelines/gpu.yaml --json >"$W/cls.json" 2>"$W/cls.err"; CLS=$?
+T1=$(date +%s.%N)
+"$PY" - "$W/cls.json" <<'EOF' | tee -a "$REPORT"
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("| stage | status | device | ms | metrics |")
+print("|---|---|---|--:|---|")
+for s in d["stages"]:
+    m = s.get("metrics") or {}
+    keep = {k: round(v, 4) for k, v in m.items() if k in ("accuracy", "macro_f1", "loss", "val_loss", "val_accuracy", "best_val_loss", "tokens_per_s")}
+    print(f"| {s['name']} | {s['status']} | {s.get('device', '')} | {s.get('duration_ms', '')} | {keep} {s.get('error') or ''} |")
+EOF
+if [ "$CLS" = 0 ] && grep -q '"device": *"gpu:0"' "$W/cls.json"; then
+  ok "the sentiment classifier trained and was evaluated on gpu:0 in $(awk "BEGIN {printf \"%.1f\", $T1 - $T0}") s"
+else
+  bad "the sentiment pipeline failed on the GPU: $(tail -5 "$W/cls.err")"
+fi
+say
 fi
 
 if [ "$ONLY" = all ] || [ "$ONLY" = train ]; then
