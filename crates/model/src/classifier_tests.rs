@@ -691,3 +691,55 @@ fn unlabelled_rows_unseen_labels_and_bad_targets_fail_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cancelled_classifier_run_resumes_to_the_same_weights_on_any_thread_count() {
+    let ws = labelled_workspace();
+    let with = format!(
+        "{BERT_INIT}validation: data/val.parquet\nmax_steps: 6\nbatch_size: 8\nsave_every: 2\neval_every: 2\nseed: 4\n"
+    );
+    let (whole_report, whole) = ws.run("whole", &with, "resume", None).unwrap();
+    let want = digest(&whole.join("model/model.safetensors"));
+    // Cancelled while step 5 reports: the checkpoint of step 4 is on disk.
+    let err = ws.run("part", &with, "resume", Some(5)).unwrap_err();
+    assert!(matches!(err, sluice_stage::StageError::Cancelled));
+    assert!(ws.root().join("work/checkpoint/state.json").exists());
+    let (report, resumed) = ws.run("part", &with, "resume", None).unwrap();
+    assert_eq!(digest(&resumed.join("model/model.safetensors")), want);
+    assert_eq!(report.metrics["resumed_at_step"], 4.0);
+    assert_eq!(
+        report.metrics["val_accuracy"],
+        whole_report.metrics["val_accuracy"]
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let (_, three) = pool
+        .install(|| ws.run("three", &with, "threads", None))
+        .unwrap();
+    assert_eq!(digest(&three.join("model/model.safetensors")), want);
+}
+
+#[test]
+fn early_stopping_keeps_the_classifier_with_the_best_validation_loss() {
+    let ws = labelled_workspace();
+    // A learning rate this high makes the validation loss worse after the first evaluations.
+    let with = format!(
+        "{BERT_INIT}validation: data/val.parquet\nmax_steps: 40\nbatch_size: 8\nlr: 0.05\nschedule: constant\neval_every: 2\nearly_stopping: {{patience: 2}}\nseed: 1\n"
+    );
+    let (report, out) = ws.run("a", &with, "k", None).unwrap();
+    let m = &report.metrics;
+    assert_eq!(m.get("stopped_early"), Some(&1.0), "{m:?}");
+    assert!(m["steps"] < 40.0, "{m:?}");
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    let best = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        (m["val_loss"] - best).abs() < 1e-12,
+        "{} vs {best}",
+        m["val_loss"]
+    );
+}
