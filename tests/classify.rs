@@ -1,7 +1,9 @@
 //! A BERT classifier through the engine: labelled text collected, split by label, a tiny BERT
-//! trained from scratch, evaluated with its head and deployed behind a gate; `sluice serve`
-//! refuses the bundle; unlabelled data fails naming the stage, the file and the fix.
+//! trained from scratch, evaluated with its head, deployed behind a gate and served on
+//! `/v1/classify`; unlabelled data fails naming the stage, the file and the fix; the bundled
+//! sentiment pipeline.
 
+use crate::serve::{Server, http};
 use crate::support::Test;
 
 pub const PIPELINE: &str = r#"version: 1
@@ -135,10 +137,34 @@ fn collect_split_train_evaluate_and_deploy_a_classifier() {
         "{card}"
     );
 
-    // Serving generates text; a classifier bundle is refused with the reason.
-    t.sluice(&["serve", &bundle, "--port", "0"])
-        .fails(1)
-        .stderr_has("holds a BERT sequence classifier");
+    // Served, the bundle classifies and does not generate.
+    let server = Server::start(&t, &[&bundle]);
+    let model = bundle.trim_start_matches("deployments/");
+    let request = serde_json::json!({
+        "model": model,
+        "input": ["the meal was superb overall", "this book was dreadful I think"],
+    });
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/v1/classify",
+        Some(&request.to_string()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let json = &body[body.find('{').unwrap()..];
+    let answer: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(answer["data"][0]["label"], "positive", "{answer}");
+    assert_eq!(answer["data"][1]["label"], "negative", "{answer}");
+    let request = serde_json::json!({"model": model, "prompt": "hi"});
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/v1/completions",
+        Some(&request.to_string()),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("is a classifier"), "{body}");
+    drop(server);
 
     let r = t.run(&[]);
     assert!(

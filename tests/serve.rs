@@ -10,7 +10,7 @@ use crate::evaluate::{PIPELINE, bundle, rows};
 use crate::support::{BIN, Test};
 
 /// One HTTP/1.1 request on a fresh connection: (status, headers and body as text).
-fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = body.unwrap_or("");
@@ -30,13 +30,13 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Strin
     (status, out)
 }
 
-struct Server {
+pub struct Server {
     child: Child,
-    addr: String,
+    pub addr: String,
 }
 
 impl Server {
-    fn start(t: &Test, args: &[&str]) -> Server {
+    pub fn start(t: &Test, args: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(args)

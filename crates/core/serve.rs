@@ -1,10 +1,13 @@
 //! `sluice serve`: a model bundle (or any model directory) behind the OpenAI-compatible server,
-//! with optional A/B variants, until Ctrl-C or SIGTERM.
+//! with optional A/B variants, until Ctrl-C or SIGTERM. A classifier bundle answers
+//! `POST /v1/classify`.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use sluice_model::classifier_backend::ClassifierBackend;
+use sluice_model::config::Arch;
 use sluice_model::deploy::{DEPLOYMENT_JSON, Deployment};
 use sluice_model::generate::ModelBackend;
 use sluice_serve::{Backend, ServeConfig, Variant, Variants};
@@ -12,8 +15,9 @@ use sluice_serve::{Backend, ServeConfig, Variant, Variants};
 use crate::cli::ServeArgs;
 use crate::exit;
 
-/// Loads a model directory and names it: a bundle is `<name>/<version>`, any other directory
-/// its path as given.
+/// Loads a model directory — a causal LM that generates, or a classifier that answers
+/// `/v1/classify` — and names it: a bundle is `<name>/<version>`, any other directory its path
+/// as given.
 fn backend(dir: &Path) -> Result<(String, Arc<dyn Backend>)> {
     let record = dir.join(DEPLOYMENT_JSON);
     let name = if record.is_file() {
@@ -28,9 +32,14 @@ fn backend(dir: &Path) -> Result<(String, Arc<dyn Backend>)> {
             .trim_end_matches('/')
             .replace(|c: char| !c.is_ascii_graphic(), "_")
     };
-    let backend = ModelBackend::open(name.clone(), dir)
-        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-    Ok((name, Arc::new(backend)))
+    let load = || -> sluice_model::error::Result<Arc<dyn Backend>> {
+        Ok(match sluice_model::hf::arch(dir)? {
+            Arch::Llama => Arc::new(ModelBackend::open(name.clone(), dir)?),
+            Arch::Bert => Arc::new(ClassifierBackend::open(name.clone(), dir)?),
+        })
+    };
+    let backend = load().with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    Ok((name, backend))
 }
 
 async fn shutdown() {
@@ -61,6 +70,26 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
             backend,
         });
     }
+    let classifies = main.labels().is_some();
+    if let Some(v) = others
+        .iter()
+        .find(|v| v.backend.labels().is_some() != classifies)
+    {
+        bail!(
+            "variant `{}` {} but `{name}` {}: A/B variants must all generate text or all classify",
+            v.name,
+            if classifies {
+                "generates text"
+            } else {
+                "is a classifier"
+            },
+            if classifies {
+                "is a classifier"
+            } else {
+                "generates text"
+            },
+        );
+    }
     let variants = Variants::new(name.clone(), main, others)?;
     let config = ServeConfig {
         host: args.host.clone(),
@@ -79,6 +108,9 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         .context("cannot read the bound address")?;
     for v in variants.as_slice() {
         eprintln!("model `{}`: {:.0}% of requests", v.name, v.weight * 100.0);
+    }
+    if classifies {
+        eprintln!("a classifier: POST /v1/classify with {{\"model\": …, \"input\": [texts]}}");
     }
     eprintln!("listening on http://{addr}");
     sluice_serve::serve(listener, config, variants, shutdown()).await?;

@@ -743,3 +743,33 @@ fn early_stopping_keeps_the_classifier_with_the_best_validation_loss() {
         m["val_loss"]
     );
 }
+
+#[test]
+fn the_serving_backend_gives_the_fixture_probabilities_and_refuses_to_generate() {
+    use sluice_serve::Backend;
+    let backend = crate::classifier_backend::ClassifierBackend::open("tiny", &fixture()).unwrap();
+    assert_eq!(
+        backend.labels().unwrap(),
+        ["negative", "neutral", "positive"]
+    );
+    let expected: serde_json::Value = hf::read_json(&fixture().join("expected.json")).unwrap();
+    let texts: Vec<String> = serde_json::from_value(expected["texts"].clone()).unwrap();
+    let logits: Vec<Vec<f32>> = serde_json::from_value(expected["logits"].clone()).unwrap();
+    let got = backend.classify(&texts).unwrap();
+    for (p, l) in got.iter().zip(&logits) {
+        let z: f32 = l.iter().map(|v| v.exp()).sum();
+        for (a, b) in p.iter().zip(l) {
+            assert!((a - b.exp() / z).abs() < 1e-5, "{p:?} vs {l:?}");
+        }
+    }
+    let request = sluice_serve::GenerateRequest {
+        prompt: "hi".into(),
+        max_tokens: 4,
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: None,
+        stop: Vec::new(),
+    };
+    let err = backend.generate(&request, &mut |_| true).unwrap_err();
+    assert!(err.contains("is a classifier"), "{err}");
+}

@@ -519,7 +519,7 @@ fn model_card(
             "\n## Use\n\n```sh\nsluice serve {rel}\n```\n\nor in Python, `transformers.AutoModelForCausalLM.from_pretrained(\"{rel}\")`.\n"
         )),
         Arch::Bert => s.push_str(&format!(
-            "\n## Use\n\nIn Python, `transformers.AutoModelForSequenceClassification.from_pretrained(\"{rel}\")` with `AutoTokenizer` on the same directory; `sluice serve` generates text and does not serve classifiers.\n"
+            "\n## Use\n\n```sh\nsluice serve {rel}   # then POST /v1/classify {{\"model\": …, \"input\": [texts]}}\n```\n\nor in Python, `transformers.AutoModelForSequenceClassification.from_pretrained(\"{rel}\")` with `AutoTokenizer` on the same directory.\n"
         )),
     }
     s

@@ -106,7 +106,7 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<Loaded> {
     if arch(dir)? == Arch::Bert {
         return Err(ModelError::file(
             dir,
-            "holds a BERT sequence classifier (model_type `bert`), not a causal LM: it cannot generate text, so it cannot be served or evaluated with `task: causal` (evaluate it with `task: classify`)",
+            "holds a BERT sequence classifier (model_type `bert`), not a causal LM: it does not generate text (evaluate it with `task: classify`; `sluice serve` answers `POST /v1/classify` for it)",
         ));
     }
     let config: LlamaConfig =

@@ -17,6 +17,7 @@ pub mod bert;
 pub mod causal;
 pub mod checkpoint;
 pub mod classifier;
+pub mod classifier_backend;
 pub mod config;
 pub mod deploy;
 pub mod error;

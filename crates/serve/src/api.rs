@@ -142,7 +142,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Which OpenAI endpoint a request came to.
+/// What a request asked for, as the metrics count it: a generation endpoint, or
+/// `/v1/classify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Route {
+    Generation(Endpoint),
+    Classify,
+}
+
+impl Route {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Route::Generation(endpoint) => endpoint.label(),
+            Route::Classify => "classify",
+        }
+    }
+}
+
+impl From<Endpoint> for Route {
+    fn from(endpoint: Endpoint) -> Route {
+        Route::Generation(endpoint)
+    }
+}
+
+/// Which OpenAI generation endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Endpoint {
     Completions,
@@ -369,6 +392,116 @@ impl ParsedRequest {
 }
 
 /// Deserialises into `T`, naming the offending parameter on error.
+/// The most texts one `/v1/classify` request may hold.
+const MAX_CLASSIFY_INPUTS: usize = 256;
+
+#[derive(Debug, Deserialize)]
+struct ClassifyBody {
+    model: String,
+    input: Value,
+}
+
+/// A parsed `/v1/classify` body: `{"model": …, "input": "text" | ["text", …]}`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClassifyRequest {
+    pub(crate) model: String,
+    pub(crate) texts: Vec<String>,
+}
+
+impl ClassifyRequest {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::invalid(
+                format!("could not parse the json body of the request: {e}"),
+                None,
+            )
+        })?;
+        let Value::Object(fields) = &value else {
+            return Err(ApiError::invalid(
+                "the request body must be a json object",
+                None,
+            ));
+        };
+        for name in ["model", "input"] {
+            if fields.get(name).is_none_or(Value::is_null) {
+                return Err(ApiError::invalid(
+                    format!("missing required parameter: `{name}`"),
+                    Some(name),
+                ));
+            }
+        }
+        let body: ClassifyBody = typed(value)?;
+        let invalid = || {
+            ApiError::invalid(
+                "input must be a string or an array of strings",
+                Some("input"),
+            )
+        };
+        let texts = match body.input {
+            Value::String(text) => vec![text],
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(text) => Ok(text),
+                    _ => Err(invalid()),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(invalid()),
+        };
+        if texts.is_empty() || texts.len() > MAX_CLASSIFY_INPUTS {
+            return Err(ApiError::invalid(
+                format!(
+                    "input must hold 1 to {MAX_CLASSIFY_INPUTS} texts, got {}",
+                    texts.len()
+                ),
+                Some("input"),
+            ));
+        }
+        Ok(Self {
+            model: body.model,
+            texts,
+        })
+    }
+}
+
+/// The answer to `/v1/classify`: for each text its most likely label, that label's probability
+/// and every label's.
+pub(crate) fn classification(
+    model: &str,
+    unique: u64,
+    labels: &[String],
+    probabilities: &[Vec<f32>],
+) -> Value {
+    let data: Vec<Value> = probabilities
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let best = p
+                .iter()
+                .enumerate()
+                .fold(0, |best, (i, v)| if *v > p[best] { i } else { best });
+            let scores: serde_json::Map<String, Value> = labels
+                .iter()
+                .zip(p)
+                .map(|(l, v)| (l.clone(), json!(v)))
+                .collect();
+            json!({
+                "index": index,
+                "label": labels.get(best),
+                "score": p.get(best),
+                "scores": scores,
+            })
+        })
+        .collect();
+    json!({
+        "id": format!("clf-{unique:016x}"),
+        "object": "classification",
+        "created": unix_now(),
+        "model": model,
+        "data": data,
+    })
+}
+
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();

@@ -1,6 +1,6 @@
 //! The model-agnostic interface the server generates text through. A backend turns a prompt into
-//! text; it knows nothing of HTTP, JSON, routing or queuing, and the server knows nothing of
-//! tokenizers, weights or devices.
+//! text — or, if it is a classifier, texts into label probabilities; it knows nothing of HTTP,
+//! JSON, routing or queuing, and the server knows nothing of tokenizers, weights or devices.
 
 use serde::{Deserialize, Serialize};
 
@@ -75,4 +75,18 @@ pub trait Backend: Send + Sync + 'static {
         req: &GenerateRequest,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, String>;
+
+    /// The labels of a classifier, in the order of [`Backend::classify`]'s probabilities;
+    /// `None` (the default) for a model that generates text. A classifier answers
+    /// `POST /v1/classify` and no generation endpoint.
+    fn labels(&self) -> Option<&[String]> {
+        None
+    }
+
+    /// The probability of each label for each of `texts`. Blocking and CPU-bound; called only
+    /// when [`Backend::labels`] is `Some`.
+    fn classify(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        let _ = texts;
+        Err("this model does not classify".to_owned())
+    }
 }

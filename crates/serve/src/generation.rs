@@ -1,5 +1,6 @@
 //! Running a backend's blocking `generate` off the async runtime and passing its pieces back
-//! through a channel. A panicking backend becomes an error, never a crashed server.
+//! through a channel, and its blocking `classify` likewise. A panicking backend becomes an
+//! error, never a crashed server.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -41,6 +42,22 @@ pub(crate) fn start(
         let _ = tx.blocking_send(Piece::Done(result));
     });
     rx
+}
+
+/// Runs `backend.classify(texts)` on a blocking thread; `hold` is released when it returns.
+pub(crate) async fn classify(
+    backend: Arc<dyn Backend>,
+    texts: Vec<String>,
+    hold: impl Send + 'static,
+) -> Result<Vec<Vec<f32>>, String> {
+    tokio::task::spawn_blocking(move || {
+        let result = catch_unwind(AssertUnwindSafe(|| backend.classify(&texts)))
+            .unwrap_or_else(|panic| Err(format!("backend panicked: {}", panic_message(&*panic))));
+        drop(hold);
+        result
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the backend stopped without a result: {e}")))
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {

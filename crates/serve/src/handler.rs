@@ -18,7 +18,7 @@ use futures_util::FutureExt as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::api::{ApiError, Endpoint, ParsedRequest, Reply};
+use crate::api::{ApiError, ClassifyRequest, Endpoint, ParsedRequest, Reply, Route};
 use crate::generation::{self, Piece};
 use crate::metrics::{Gauge, Observation};
 use crate::variant::splitmix64;
@@ -67,6 +67,88 @@ async fn generate(
     response
 }
 
+/// `POST /v1/classify`: a classifier's label probabilities for one text or several, routed,
+/// queued and counted as generations are.
+pub(crate) async fn classify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let variant = match choose_variant(&state, &headers) {
+        Ok(variant) => variant,
+        Err(error) => return error.into_response(),
+    };
+    let mut observation = state.0.metrics.observe(variant, Route::Classify);
+    let mut response = match classify_texts(&state, variant, body).await {
+        Ok(value) => Json(value).into_response(),
+        Err(error) => {
+            observation.fail(error.status.as_u16());
+            error.into_response()
+        }
+    };
+    drop(observation);
+    let name = &state.0.variants.get(variant).name;
+    if let Ok(value) = HeaderValue::from_str(name) {
+        response.headers_mut().insert(VARIANT_HEADER, value);
+    }
+    response
+}
+
+async fn classify_texts(
+    state: &AppState,
+    variant: usize,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
+    let body = read_body(state, body)?;
+    let request = ClassifyRequest::parse(&body)?;
+    if !state.0.variants.knows_model(&request.model) {
+        return Err(ApiError::unknown_model(&request.model));
+    }
+    let backend = Arc::clone(&state.0.variants.get(variant).backend);
+    let Some(labels) = backend.labels().map(<[String]>::to_vec) else {
+        return Err(ApiError::invalid(
+            format!(
+                "the model `{}` generates text and does not classify: use /v1/completions or /v1/chat/completions",
+                request.model
+            ),
+            Some("model"),
+        ));
+    };
+    let ticket = state.0.queue.admit().ok_or_else(ApiError::overloaded)?;
+    let queued = state.0.metrics.raise(Gauge::Queued, variant);
+    let slot = ticket.slot().await;
+    drop(queued);
+    let in_flight = state.0.metrics.raise(Gauge::InFlight, variant);
+    let probabilities = generation::classify(
+        Arc::clone(&backend),
+        request.texts,
+        (ticket, slot, in_flight),
+    )
+    .await
+    .map_err(ApiError::server)?;
+    let unique = splitmix64(state.0.ids.fetch_add(1, Ordering::Relaxed) ^ state.0.id_salt);
+    Ok(crate::api::classification(
+        backend.id(),
+        unique,
+        &labels,
+        &probabilities,
+    ))
+}
+
+/// The request body, or the error that answers a body that could not be read.
+fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(state.0.config.body_limit)
+        } else {
+            ApiError::invalid(
+                format!("could not read the request body: {}", rejection.body_text()),
+                None,
+            )
+        }
+    })
+}
+
 /// The forced variant of the `x-sluice-variant` header, or the router's choice.
 fn choose_variant(state: &AppState, headers: &HeaderMap) -> Result<usize, ApiError> {
     match headers.get(VARIANT_HEADER) {
@@ -98,21 +180,21 @@ async fn start(
     endpoint: Endpoint,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Started, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(state.0.config.body_limit)
-        } else {
-            ApiError::invalid(
-                format!("could not read the request body: {}", rejection.body_text()),
-                None,
-            )
-        }
-    })?;
+    let body = read_body(state, body)?;
     let parsed = ParsedRequest::parse(endpoint, &body)?;
     if !state.0.variants.knows_model(&parsed.model) {
         return Err(ApiError::unknown_model(&parsed.model));
     }
     let backend = &state.0.variants.get(variant).backend;
+    if backend.labels().is_some() {
+        return Err(ApiError::invalid(
+            format!(
+                "the model `{}` is a classifier and does not generate text: send its texts to /v1/classify",
+                parsed.model
+            ),
+            Some("model"),
+        ));
+    }
     let request = parsed.generate_request(backend.as_ref())?;
 
     let ticket = state.0.queue.admit().ok_or_else(ApiError::overloaded)?;

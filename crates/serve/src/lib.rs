@@ -3,7 +3,8 @@
 //!
 //! It answers `POST /v1/completions` and `POST /v1/chat/completions` (whole, or streamed as
 //! server-sent events in OpenAI's chunk shapes), `GET /v1/models`, `GET /healthz` and
-//! `GET /metrics` (Prometheus text). Requests are routed among A/B [`Variants`] by weight,
+//! `GET /metrics` (Prometheus text); a classifier backend answers `POST /v1/classify` instead of
+//! the generation endpoints. Requests are routed among A/B [`Variants`] by weight,
 //! deterministically for a given seed, or forced with the `x-sluice-variant` header; every
 //! generation response names its variant in that header. At most `max_concurrent` generations
 //! run at once, on blocking threads; `max_queue` more wait, and the rest are answered 503.
@@ -94,6 +95,7 @@ pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/v1/completions", post(handler::completions))
         .route("/v1/chat/completions", post(handler::chat_completions))
+        .route("/v1/classify", post(handler::classify))
         .route("/v1/models", get(handler::models))
         .route("/v1/models/{model}", get(handler::model))
         .route("/healthz", get(handler::healthz))

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::Generation;
-use crate::api::Endpoint;
+use crate::api::{Endpoint, Route};
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -25,8 +25,8 @@ pub(crate) struct Metrics {
 
 #[derive(Debug, Default)]
 struct Counts {
-    requests: BTreeMap<(usize, Endpoint), u64>,
-    errors: BTreeMap<(usize, Endpoint, u16), u64>,
+    requests: BTreeMap<(usize, Route), u64>,
+    errors: BTreeMap<(usize, Route, u16), u64>,
     /// Per variant: the bucket counts (not cumulative), the sum and the count.
     latency: Vec<([u64; BUCKETS.len()], f64, u64)>,
     prompt_tokens: Vec<u64>,
@@ -58,11 +58,15 @@ impl Metrics {
     }
 
     /// Starts timing a request routed to `variant`; it is counted when the observation drops.
-    pub(crate) fn observe(self: &Arc<Self>, variant: usize, endpoint: Endpoint) -> Observation {
+    pub(crate) fn observe(
+        self: &Arc<Self>,
+        variant: usize,
+        route: impl Into<Route>,
+    ) -> Observation {
         Observation {
             metrics: Arc::clone(self),
             variant,
-            endpoint,
+            route: route.into(),
             start: Instant::now(),
             status: 200,
             tokens: None,
@@ -94,14 +98,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let v = observation.variant;
-        *counts
-            .requests
-            .entry((v, observation.endpoint))
-            .or_default() += 1;
+        *counts.requests.entry((v, observation.route)).or_default() += 1;
         if observation.status >= 400 {
             *counts
                 .errors
-                .entry((v, observation.endpoint, observation.status))
+                .entry((v, observation.route, observation.status))
                 .or_default() += 1;
         }
         let (buckets, sum, count) = &mut counts.latency[v];
@@ -124,16 +125,20 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = String::new();
         let label = |v: usize| escape(&self.variants[v]);
-        let endpoints = [Endpoint::Completions, Endpoint::Chat];
+        let routes = [
+            Route::Generation(Endpoint::Completions),
+            Route::Generation(Endpoint::Chat),
+            Route::Classify,
+        ];
 
         header(
             &mut out,
             "sluice_requests_total",
             "counter",
-            "Generation requests answered, by variant and endpoint.",
+            "Requests answered, by variant and endpoint.",
         );
         for v in 0..self.variants.len() {
-            for endpoint in endpoints {
+            for endpoint in routes {
                 let n = counts.requests.get(&(v, endpoint)).copied().unwrap_or(0);
                 line(
                     &mut out,
@@ -148,7 +153,7 @@ impl Metrics {
             &mut out,
             "sluice_request_errors_total",
             "counter",
-            "Generation requests answered with an error status, by variant, endpoint and status.",
+            "Requests answered with an error status, by variant, endpoint and status.",
         );
         for (&(v, endpoint, status), &n) in &counts.errors {
             line(
@@ -167,7 +172,7 @@ impl Metrics {
             &mut out,
             "sluice_request_duration_seconds",
             "histogram",
-            "Time from receiving a generation request to its last byte, by variant.",
+            "Time from receiving a request to its last byte, by variant.",
         );
         for (v, (buckets, sum, count)) in counts.latency.iter().enumerate() {
             let mut cumulative = 0;
@@ -266,7 +271,7 @@ fn escape(value: &str) -> String {
 pub(crate) struct Observation {
     metrics: Arc<Metrics>,
     variant: usize,
-    endpoint: Endpoint,
+    route: Route,
     start: Instant,
     status: u16,
     tokens: Option<(usize, usize)>,

@@ -1,5 +1,5 @@
 //! The server over real HTTP on a loopback port, with fake backends: one that echoes the prompt's
-//! words reversed, one that sleeps, one that fails and one that panics.
+//! words reversed, one that sleeps, one that fails, one that panics and one that classifies.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,6 +78,44 @@ impl Backend for Echo {
 
 fn echo(id: &'static str) -> Arc<dyn Backend> {
     Arc::new(Echo { id, context: 64 })
+}
+
+/// A classifier: `long` when a text has more than two words, else `short`, with probability
+/// 0.75; it fails on an empty text.
+struct Lengths {
+    labels: Vec<String>,
+}
+
+impl Backend for Lengths {
+    fn id(&self) -> &str {
+        "lengths"
+    }
+    fn context_length(&self) -> usize {
+        64
+    }
+    fn chat_prompt(&self, _: &[ChatMessage]) -> String {
+        String::new()
+    }
+    fn generate(
+        &self,
+        _: &GenerateRequest,
+        _: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, String> {
+        Err("a classifier does not generate".to_owned())
+    }
+    fn labels(&self) -> Option<&[String]> {
+        Some(&self.labels)
+    }
+    fn classify(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        texts
+            .iter()
+            .map(|t| match t.split_whitespace().count() {
+                0 => Err("empty text".to_owned()),
+                1 | 2 => Ok(vec![0.25, 0.75]),
+                _ => Ok(vec![0.75, 0.25]),
+            })
+            .collect()
+    }
 }
 
 /// Sleeps, then answers "done"; counts the generations it has started.
@@ -1086,4 +1124,105 @@ async fn shutdown_drains_requests_in_flight() {
     assert_eq!(streamed.events().last().map(String::as_str), Some("[DONE]"));
     // No longer accepting.
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classifier_answers_v1_classify_and_nothing_else() {
+    let classifier: Arc<dyn Backend> = Arc::new(Lengths {
+        labels: vec!["long".to_owned(), "short".to_owned()],
+    });
+    let server = Server::single(classifier).await;
+    let client = server.client();
+
+    let response = client
+        .post(
+            "/v1/classify",
+            &json!({"model": "lengths", "input": ["one two three", "hi"]}),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header("x-sluice-variant"), Some("main"));
+    let body = response.json();
+    assert!(body["id"].as_str().unwrap().starts_with("clf-"), "{body}");
+    assert_eq!(body["object"], "classification");
+    assert_eq!(body["model"], "lengths");
+    assert_eq!(
+        body["data"],
+        json!([
+            {"index": 0, "label": "long", "score": 0.75, "scores": {"long": 0.75, "short": 0.25}},
+            {"index": 1, "label": "short", "score": 0.75, "scores": {"long": 0.25, "short": 0.75}},
+        ])
+    );
+    // One text as a plain string.
+    let body = client
+        .post(
+            "/v1/classify",
+            &json!({"model": "main", "input": "a b c d"}),
+        )
+        .await
+        .json();
+    assert_eq!(body["data"][0]["label"], "long", "{body}");
+
+    let error = client
+        .post(
+            "/v1/completions",
+            &json!({"model": "lengths", "prompt": "x"}),
+        )
+        .await
+        .error(400);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("is a classifier"),
+        "{error}"
+    );
+    for (request, param) in [
+        (json!({"model": "lengths"}), "input"),
+        (json!({"model": "lengths", "input": 3}), "input"),
+        (json!({"model": "lengths", "input": []}), "input"),
+        (json!({"input": "x"}), "model"),
+    ] {
+        let error = client.post("/v1/classify", &request).await.error(400);
+        assert_eq!(error["param"], param, "{request}: {error}");
+    }
+    let error = client
+        .post("/v1/classify", &json!({"model": "nope", "input": "x"}))
+        .await
+        .error(404);
+    assert_eq!(error["code"], "model_not_found");
+    let error = client
+        .post("/v1/classify", &json!({"model": "lengths", "input": [""]}))
+        .await
+        .error(500);
+    assert!(
+        error["message"].as_str().unwrap().contains("empty text"),
+        "{error}"
+    );
+    let metrics = client.get("/metrics").await.body;
+    assert_eq!(
+        sample(
+            &metrics,
+            "sluice_requests_total{variant=\"main\",endpoint=\"classify\"}"
+        ),
+        8.0,
+        "{metrics}"
+    );
+    server.stop().await.unwrap();
+
+    // A text generator does not classify.
+    let server = Server::single(echo("echo-1")).await;
+    let error = server
+        .client()
+        .post("/v1/classify", &json!({"model": "echo-1", "input": "x"}))
+        .await
+        .error(400);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not classify"),
+        "{error}"
+    );
+    server.stop().await.unwrap();
 }
