@@ -8,7 +8,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use polars::prelude::{PlFixedStateQuality, PlHashMap};
+use polars::prelude::{PlFixedStateQuality, PlHashMap, PolarsError};
 use rayon::prelude::*;
 use regex::Regex;
 use schemars::JsonSchema;
@@ -19,6 +19,7 @@ use crate::minhash::{self, Lsh, MinHasher};
 use crate::options;
 use crate::schema::{self, Example};
 use crate::stats::{RuleCount, Stats};
+use crate::table::Examples;
 use crate::text;
 use crate::{DATA, STATS, data_outputs};
 
@@ -96,12 +97,20 @@ pub enum TextField {
 }
 
 impl TextField {
-    fn of(self, e: &Example) -> &str {
+    fn of<'a>(self, row: &Texts<'a>) -> &'a str {
         match self {
-            TextField::Input => &e.input,
-            TextField::Output => &e.output,
+            TextField::Input => row.input,
+            TextField::Output => row.output,
         }
     }
+}
+
+/// The text fields of one row, borrowed from the table's columns: all that the filters and
+/// de-duplication look at.
+#[derive(Clone, Copy)]
+struct Texts<'a> {
+    input: &'a str,
+    output: &'a str,
 }
 
 /// A kind of personal data to scrub.
@@ -245,13 +254,14 @@ impl StageKind for Clean {
 
 fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
     let o: CleanOptions = options::parse_for_run(ctx.with)?;
-    let rows = crate::parquet::read_examples(&ctx.path(&o.data), &o.data)?;
-    let rows_in = rows.len();
+    let table = Examples::read(&ctx.path(&o.data), &o.data)?;
+    let rows_in = table.height();
     (ctx.progress)(&format!("cleaning {rows_in} rows"));
-    let (rows, rules) = clean(ctx, &o, rows)?;
-    crate::parquet::write_examples(ctx.output(DATA)?, &rows)?;
+    let (mut table, rules) = clean(ctx, &o, table)?;
+    table.write(ctx.output(DATA)?)?;
+    let rows_out = table.height();
 
-    let mut stats = Stats::new(rows_in, rows.len());
+    let mut stats = Stats::new(rows_in, rows_out);
     let mut report = StageReport::default();
     let mut duplicate = 0;
     let mut near = 0;
@@ -269,7 +279,7 @@ fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
     stats.write(ctx.output(STATS)?)?;
     for (name, value) in [
         ("rows_in", rows_in as u64),
-        ("rows_out", rows.len() as u64),
+        ("rows_out", rows_out as u64),
         ("dropped_duplicate", duplicate),
         ("dropped_near_duplicate", near),
         ("dropped_filtered", filtered),
@@ -286,12 +296,16 @@ fn compile(patterns: &[String]) -> Result<Vec<Regex>, StageError> {
         .collect()
 }
 
+fn table_error(e: PolarsError) -> StageError {
+    StageError::failed(format!("cannot build the cleaned table: {e}"))
+}
+
 /// Applies every rule in order; returns the kept rows and what each rule did.
 fn clean(
     ctx: &StageContext<'_>,
     o: &CleanOptions,
-    mut rows: Vec<Example>,
-) -> Result<(Vec<Example>, Vec<RuleCount>), StageError> {
+    mut table: Examples,
+) -> Result<(Examples, Vec<RuleCount>), StageError> {
     let mut rules = Vec::new();
 
     // Rules that change text, each row on its own: in parallel, counted per rule.
@@ -310,12 +324,16 @@ fn clean(
         edits.push(Edit::Scrub(kind, regex));
     }
     if !edits.is_empty() {
-        let changed: Vec<Vec<bool>> = rows
-            .par_iter_mut()
-            .map(|row| edits.iter().map(|edit| edit.apply(row)).collect())
-            .collect();
-        for (i, edit) in edits.iter().enumerate() {
-            let count = changed.iter().filter(|c| c[i]).count();
+        let counts = if table.has_messages() {
+            // A chat row's turns are rewritten with its `input` and `output`: row by row.
+            let mut rows = table.to_rows();
+            let counts = edit_rows(&edits, &mut rows);
+            table = Examples::from_rows(&rows).map_err(table_error)?;
+            counts
+        } else {
+            edit_columns(&edits, &mut table)?
+        };
+        for (edit, count) in edits.iter().zip(counts) {
             rules.push(edit.count(count));
         }
         ctx.check_cancelled()?;
@@ -341,7 +359,7 @@ fn clean(
         }
     }
     if !filters.is_empty() {
-        let failed: Vec<Option<usize>> = rows
+        let failed: Vec<Option<usize>> = texts(&table)
             .par_iter()
             .map(|row| filters.iter().position(|f| !f.keeps(row)))
             .collect();
@@ -349,72 +367,16 @@ fn clean(
             let count = failed.iter().filter(|f| **f == Some(i)).count();
             rules.push(filter.count(count));
         }
-        let mut keep = failed.iter().map(Option::is_none);
-        rows.retain(|_| keep.next().unwrap_or(true));
+        let keep: Vec<bool> = failed.iter().map(Option::is_none).collect();
+        table = table.filter(&keep).map_err(table_error)?;
         ctx.check_cancelled()?;
     }
 
     if o.dedup != Dedup::None {
         let normalized = o.dedup == Dedup::Normalized;
-        // A fast 64-bit hash of each row's fields picks the candidates; rows whose hashes are
-        // equal are then compared field by field, so that only true duplicates are removed.
-        let state = PlFixedStateQuality::default();
-        let hashes: Vec<u64> = rows
-            .par_iter()
-            .map_init(String::new, |key, row| {
-                let mut hasher = state.build_hasher();
-                for field in &o.dedup_fields {
-                    let text = field.of(row);
-                    let text = if normalized {
-                        text::dedup_key_into(text, key);
-                        key.as_str()
-                    } else {
-                        text
-                    };
-                    // Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
-                    hasher.write_u64(text.len() as u64);
-                    hasher.write(text.as_bytes());
-                }
-                hasher.finish()
-            })
-            .collect();
-        let same = |a: &Example, b: &Example| {
-            o.dedup_fields.iter().all(|f| {
-                if normalized {
-                    text::dedup_key(f.of(a)) == text::dedup_key(f.of(b))
-                } else {
-                    f.of(a) == f.of(b)
-                }
-            })
-        };
-        // The first kept row of each hash; `more` holds any further kept rows of a hash (rows
-        // that differ but collide), almost always none.
-        let mut first: PlHashMap<u64, usize> =
-            PlHashMap::with_capacity_and_hasher(hashes.len(), Default::default());
-        let mut more: PlHashMap<u64, Vec<usize>> = PlHashMap::default();
-        let keep: Vec<bool> = hashes
-            .iter()
-            .enumerate()
-            .map(|(i, &h)| {
-                let Some(&j) = first.get(&h) else {
-                    first.insert(h, i);
-                    return true;
-                };
-                if same(&rows[j], &rows[i]) {
-                    return false;
-                }
-                let others = more.entry(h).or_default();
-                if others.iter().any(|&j| same(&rows[j], &rows[i])) {
-                    return false;
-                }
-                others.push(i);
-                true
-            })
-            .collect();
-        drop(hashes);
+        let keep = unique(&texts(&table), &o.dedup_fields, normalized);
         let removed = keep.iter().filter(|k| !**k).count();
-        let mut keep = keep.into_iter();
-        rows.retain(|_| keep.next().unwrap_or(true));
+        table = table.filter(&keep).map_err(table_error)?;
         let rule = if normalized {
             "dedup_normalized"
         } else {
@@ -425,13 +387,16 @@ fn clean(
     }
 
     if let Some(near) = &o.near_dedup {
-        (ctx.progress)(&format!("near-duplicate search over {} rows", rows.len()));
+        (ctx.progress)(&format!(
+            "near-duplicate search over {} rows",
+            table.height()
+        ));
         let hasher = MinHasher::new(near.num_perm, near.ngram, near.seed);
         let (bands, band_rows) = match near.bands {
             Some(b) => (b, near.num_perm / b),
             None => minhash::optimal_bands(near.threshold, near.num_perm),
         };
-        let signatures: Vec<Vec<u64>> = rows
+        let signatures: Vec<Vec<u64>> = texts(&table)
             .par_iter()
             .map(|row| {
                 let text: Vec<String> = o
@@ -453,15 +418,145 @@ fn clean(
             .map(|s| !lsh.is_duplicate(s))
             .collect();
         let removed = keep.iter().filter(|k| !**k).count();
-        let mut keep = keep.into_iter();
-        rows.retain(|_| keep.next().unwrap_or(true));
+        table = table.filter(&keep).map_err(table_error)?;
         rules.push(
             RuleCount::removed("near_dedup", removed)
                 .with("bands", bands)
                 .with("rows_per_band", band_rows),
         );
     }
-    Ok((rows, rules))
+    Ok((table, rules))
+}
+
+/// Every row's text fields.
+fn texts(table: &Examples) -> Vec<Texts<'_>> {
+    table
+        .text(schema::INPUT)
+        .into_iter()
+        .zip(table.text(schema::OUTPUT))
+        .map(|(input, output)| Texts { input, output })
+        .collect()
+}
+
+/// Applies the edits to whole rows; returns how many rows each changed.
+fn edit_rows(edits: &[Edit], rows: &mut [Example]) -> Vec<usize> {
+    let changed: Vec<Vec<bool>> = rows
+        .par_iter_mut()
+        .map(|row| edits.iter().map(|edit| edit.apply(row)).collect())
+        .collect();
+    (0..edits.len())
+        .map(|i| changed.iter().filter(|c| c[i]).count())
+        .collect()
+}
+
+/// Applies the edits to the `input` and `output` columns of a table without chat rows, the same
+/// as [`Edit::apply`] row by row: each edit sees the text the edits before it left. A column is
+/// rebuilt only when some row of it changed. Returns how many rows each edit changed.
+fn edit_columns(edits: &[Edit], table: &mut Examples) -> Result<Vec<usize>, StageError> {
+    use std::borrow::Cow;
+    let mut columns: Vec<(&str, Vec<Cow<'_, str>>)> = [schema::INPUT, schema::OUTPUT]
+        .into_iter()
+        .map(|name| {
+            let texts = table.text(name).into_iter().map(Cow::Borrowed).collect();
+            (name, texts)
+        })
+        .collect();
+    let mut counts = Vec::with_capacity(edits.len());
+    let mut touched = [false; 2];
+    for edit in edits {
+        let mut changed = vec![false; table.height()];
+        for (c, (_, texts)) in columns.iter_mut().enumerate() {
+            let new: Vec<Option<String>> = texts.par_iter().map(|t| edit.rewrite(t)).collect();
+            for ((text, new), changed) in texts.iter_mut().zip(new).zip(changed.iter_mut()) {
+                if let Some(new) = new {
+                    *text = Cow::Owned(new);
+                    *changed = true;
+                    touched[c] = true;
+                }
+            }
+        }
+        counts.push(changed.iter().filter(|c| **c).count());
+    }
+    // The new texts are taken out of the borrowed ones before the table changes.
+    let new: Vec<(&str, Vec<Option<String>>)> = columns
+        .into_iter()
+        .zip(touched)
+        .filter(|(_, touched)| *touched)
+        .map(|((name, texts), _)| {
+            let new = texts
+                .into_iter()
+                .map(|text| match text {
+                    Cow::Owned(text) => Some(text),
+                    Cow::Borrowed(_) => None,
+                })
+                .collect();
+            (name, new)
+        })
+        .collect();
+    for (name, new) in new {
+        table.patch_text(name, &new).map_err(table_error)?;
+    }
+    Ok(counts)
+}
+
+/// Which rows to keep so that no two kept rows have the same `fields` (compared exactly, or by
+/// their [`text::dedup_key`]); the first of equal rows is kept.
+fn unique(rows: &[Texts<'_>], fields: &[TextField], normalized: bool) -> Vec<bool> {
+    // A fast 64-bit hash of each row's fields picks the candidates; rows whose hashes are equal
+    // are then compared field by field, so that only true duplicates are removed.
+    let state = PlFixedStateQuality::default();
+    let hashes: Vec<u64> = rows
+        .par_iter()
+        .map_init(String::new, |key, row| {
+            let mut hasher = state.build_hasher();
+            for field in fields {
+                let text = field.of(row);
+                let text = if normalized {
+                    text::dedup_key_into(text, key);
+                    key.as_str()
+                } else {
+                    text
+                };
+                // Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
+                hasher.write_u64(text.len() as u64);
+                hasher.write(text.as_bytes());
+            }
+            hasher.finish()
+        })
+        .collect();
+    let same = |a: &Texts<'_>, b: &Texts<'_>| {
+        fields.iter().all(|f| {
+            if normalized {
+                text::dedup_key(f.of(a)) == text::dedup_key(f.of(b))
+            } else {
+                f.of(a) == f.of(b)
+            }
+        })
+    };
+    // The first kept row of each hash; `more` holds any further kept rows of a hash (rows that
+    // differ but collide), almost always none.
+    let mut first: PlHashMap<u64, usize> =
+        PlHashMap::with_capacity_and_hasher(hashes.len(), Default::default());
+    let mut more: PlHashMap<u64, Vec<usize>> = PlHashMap::default();
+    hashes
+        .iter()
+        .enumerate()
+        .map(|(i, &h)| {
+            let Some(&j) = first.get(&h) else {
+                first.insert(h, i);
+                return true;
+            };
+            if same(&rows[j], &rows[i]) {
+                return false;
+            }
+            let others = more.entry(h).or_default();
+            if others.iter().any(|&j| same(&rows[j], &rows[i])) {
+                return false;
+            }
+            others.push(i);
+            true
+        })
+        .collect()
 }
 
 /// A rule that rewrites text.
@@ -546,9 +641,9 @@ enum Filter {
 }
 
 impl Filter {
-    fn keeps(&self, row: &Example) -> bool {
+    fn keeps(&self, row: &Texts<'_>) -> bool {
         match self {
-            Filter::Regex(_, regex) => !regex.is_match(&row.input) && !regex.is_match(&row.output),
+            Filter::Regex(_, regex) => !regex.is_match(row.input) && !regex.is_match(row.output),
             Filter::EmptyOutput => !row.output.trim().is_empty(),
             Filter::Length(bound, limit, fields) => fields.iter().all(|f| {
                 let text = f.of(row);

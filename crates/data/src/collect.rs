@@ -11,9 +11,11 @@ use sluice_stage::{OptionError, OutputSpec, StageContext, StageError, StageKind,
 use crate::fetch::{self, Pin};
 use crate::format::{self, Format, TEXT, TextMode};
 use crate::options;
+use crate::pairs::{Pair, PairNames};
 use crate::schema::Example;
 use crate::stats::{RuleCount, Stats};
 use crate::style::{Fields, Mapping, RowError, Style};
+use crate::table::{ExampleColumns, RowTexts};
 use crate::{DATA, STATS, data_outputs, short_id};
 
 /// Options of `collect`.
@@ -144,7 +146,7 @@ impl StageKind for Collect {
 
 fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
     let options: CollectOptions = options::parse_for_run(ctx.with)?;
-    let mut rows = Vec::new();
+    let mut rows = ExampleColumns::default();
     let mut stats = Stats::default();
     let mut totals = Totals::default();
     let mut files = Vec::new();
@@ -177,10 +179,19 @@ fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
                 kept: 0,
                 first_missing: None,
             };
-            format::read(&file, &shown, format, source.text_mode, &mut |records| {
-                ctx.check_cancelled()?;
-                file_reader.add(&records, &mut rows, &mut totals)
-            })?;
+            match PairNames::new(&mapping).filter(|_| format == Format::Jsonl) {
+                Some(names) => {
+                    let bytes = format::read_bytes(&file, &shown)?;
+                    for batch in format::jsonl_lines(&bytes).chunks(format::BATCH) {
+                        ctx.check_cancelled()?;
+                        file_reader.add_pairs(&names, batch, &mut rows, &mut totals)?;
+                    }
+                }
+                None => format::read(&file, &shown, format, source.text_mode, &mut |records| {
+                    ctx.check_cancelled()?;
+                    file_reader.add(&records, &mut rows, &mut totals)
+                })?,
+            }
             file_reader.finish()?;
             let kept = totals.rows_out - before.rows_out;
             let skipped = totals.skipped() - before.skipped();
@@ -195,7 +206,10 @@ fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
         }
     }
 
-    crate::parquet::write_examples(ctx.output(DATA)?, &rows)?;
+    let mut table = rows
+        .finish()
+        .map_err(|e| StageError::failed(format!("cannot build the examples table: {e}")))?;
+    table.write(ctx.output(DATA)?)?;
     stats
         .set("rows_in", totals.rows_in)
         .set("rows_out", totals.rows_out)
@@ -249,67 +263,132 @@ impl FileReader<'_> {
     fn add(
         &mut self,
         records: &[format::Record],
-        rows: &mut Vec<Example>,
+        rows: &mut ExampleColumns,
+        totals: &mut Totals,
+    ) -> Result<(), StageError> {
+        // Mapping records is independent per record: in parallel, in order.
+        let examples: Vec<Option<Result<Example, RowError>>> =
+            records.par_iter().map(|record| self.map(record)).collect();
+        for (record, example) in records.iter().zip(examples) {
+            self.push(record, example, rows, totals)?;
+        }
+        Ok(())
+    }
+
+    /// The example a record makes, `None` for a malformed record.
+    fn map(&self, record: &format::Record) -> Option<Result<Example, RowError>> {
+        let fields = record.fields.as_ref().ok()?;
+        Some(if self.format == Format::Text {
+            let text = fields
+                .get(TEXT)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            Ok(Example {
+                input: text.to_owned(),
+                ..Example::default()
+            })
+        } else {
+            self.mapping.example(fields)
+        })
+    }
+
+    /// Lines of JSON Lines in the `pairs` style: each goes through the fast path of
+    /// [`crate::pairs`] when it can, else as a record like any other.
+    fn add_pairs(
+        &mut self,
+        names: &PairNames<'_>,
+        lines: &[(u64, &[u8])],
+        rows: &mut ExampleColumns,
         totals: &mut Totals,
     ) -> Result<(), StageError> {
         let shown = self.shown;
-        // Mapping records is independent per record: in parallel, in order.
-        let examples: Vec<Option<Result<Example, RowError>>> = records
+        let parsed: Vec<Result<(Pair<'_>, Option<String>), (format::Record, _)>> = lines
             .par_iter()
-            .map(|record| {
-                let fields = record.fields.as_ref().ok()?;
-                Some(if self.format == Format::Text {
-                    let text = fields
-                        .get(TEXT)
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default();
-                    Ok(Example {
-                        input: text.to_owned(),
-                        ..Example::default()
-                    })
-                } else {
-                    self.mapping.example(fields)
-                })
+            .map(|&(n, line)| match names.parse(line) {
+                Some(pair) => {
+                    let derived = pair
+                        .id
+                        .as_ref()
+                        .is_none_or(|id| id.is_empty())
+                        .then(|| derived_id(shown, n));
+                    Ok((pair, derived))
+                }
+                None => {
+                    let record = format::jsonl_record(n, line);
+                    let example = self.map(&record);
+                    Err((record, example))
+                }
             })
             .collect();
-        for (record, example) in records.iter().zip(examples) {
-            totals.rows_in += 1;
-            let at = |message: &str| format!("{shown}{}: {message}", record.place);
-            let example = match (example, &record.fields) {
-                (Some(example), _) => example,
-                (None, Err(message)) => match self.on_error {
-                    OnError::Fail => return Err(StageError::failed(at(message))),
-                    OnError::Skip => {
-                        totals.malformed += 1;
-                        continue;
-                    }
-                },
-                (None, Ok(_)) => unreachable!("a record with fields is mapped"),
-            };
-            let mut example = match example {
-                Ok(e) => e,
-                Err(e) if self.on_error == OnError::Fail => {
-                    return Err(StageError::failed(at(e.message())));
+        for (&(n, _), line) in lines.iter().zip(parsed) {
+            match line {
+                Ok((pair, derived)) => {
+                    totals.rows_in += 1;
+                    rows.push_texts(&RowTexts {
+                        id: derived
+                            .as_deref()
+                            .or(pair.id.as_deref())
+                            .unwrap_or_default(),
+                        input: &pair.input,
+                        output: &pair.output,
+                        label: pair.label.as_deref(),
+                        source: shown,
+                        source_row: n,
+                    });
+                    self.kept += 1;
+                    totals.rows_out += 1;
                 }
-                Err(RowError::Missing(message)) => {
-                    totals.missing += 1;
-                    self.first_missing.get_or_insert_with(|| at(&message));
-                    continue;
-                }
-                Err(RowError::Bad(_)) => {
-                    totals.malformed += 1;
-                    continue;
-                }
-            };
-            example.source = shown.to_owned();
-            example.source_row = record.place.row();
-            if example.id.is_empty() {
-                example.id = short_id(&format!("{shown}\n{}", example.source_row));
+                Err((record, example)) => self.push(&record, example, rows, totals)?,
             }
-            rows.push(example);
-            self.kept += 1;
-            totals.rows_out += 1;
         }
+        Ok(())
+    }
+
+    /// Adds one record's example, or stops at or counts a bad record.
+    fn push(
+        &mut self,
+        record: &format::Record,
+        example: Option<Result<Example, RowError>>,
+        rows: &mut ExampleColumns,
+        totals: &mut Totals,
+    ) -> Result<(), StageError> {
+        let shown = self.shown;
+        totals.rows_in += 1;
+        let at = |message: &str| format!("{shown}{}: {message}", record.place);
+        let example = match (example, &record.fields) {
+            (Some(example), _) => example,
+            (None, Err(message)) => match self.on_error {
+                OnError::Fail => return Err(StageError::failed(at(message))),
+                OnError::Skip => {
+                    totals.malformed += 1;
+                    return Ok(());
+                }
+            },
+            (None, Ok(_)) => unreachable!("a record with fields is mapped"),
+        };
+        let mut example = match example {
+            Ok(e) => e,
+            Err(e) if self.on_error == OnError::Fail => {
+                return Err(StageError::failed(at(e.message())));
+            }
+            Err(RowError::Missing(message)) => {
+                totals.missing += 1;
+                self.first_missing.get_or_insert_with(|| at(&message));
+                return Ok(());
+            }
+            Err(RowError::Bad(_)) => {
+                totals.malformed += 1;
+                return Ok(());
+            }
+        };
+        example.source = shown.to_owned();
+        example.source_row = record.place.row();
+        if example.id.is_empty() {
+            example.id = derived_id(shown, example.source_row);
+        }
+        rows.push(example);
+        self.kept += 1;
+        totals.rows_out += 1;
         Ok(())
     }
 
@@ -324,6 +403,11 @@ impl FileReader<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// The id of a row whose record has none: from its source and row.
+fn derived_id(shown: &str, row: u64) -> String {
+    short_id(&format!("{shown}\n{row}"))
 }
 
 /// The files of a source: (absolute path, name shown in messages and the `source` column).

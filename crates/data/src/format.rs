@@ -117,7 +117,7 @@ pub const TEXT: &str = "text";
 
 /// Records handed to the caller at once: JSON Lines files are parsed in batches of this many
 /// lines, so that a large file never holds all its parsed records in memory.
-const BATCH: usize = 65_536;
+pub const BATCH: usize = 65_536;
 
 /// Reads every record of a file, handing them to `each` in order, in batches. A file that cannot
 /// be read at all (or a JSON array that does not parse) is an error; a bad line or record is a
@@ -129,8 +129,7 @@ pub fn read(
     text_mode: TextMode,
     each: &mut dyn FnMut(Vec<Record>) -> Result<(), StageError>,
 ) -> Result<(), StageError> {
-    let bytes =
-        || std::fs::read(path).map_err(|e| StageError::failed(format!("cannot read {shown}: {e}")));
+    let bytes = || read_bytes(path, shown);
     match format {
         Format::Jsonl => read_jsonl(&bytes()?, each),
         Format::Json => each(read_json(&bytes()?, shown)?),
@@ -144,33 +143,50 @@ fn strip_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
+/// A whole source file.
+pub fn read_bytes(path: &Path, shown: &str) -> Result<Vec<u8>, StageError> {
+    std::fs::read(path).map_err(|e| StageError::failed(format!("cannot read {shown}: {e}")))
+}
+
+/// The non-blank lines of a JSON Lines file, with their 1-based line numbers.
+pub fn jsonl_lines(bytes: &[u8]) -> Vec<(u64, &[u8])> {
+    let bytes = strip_bom(bytes);
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    for (i, end) in ends.enumerate() {
+        let line = &bytes[start..end];
+        start = end + 1;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            lines.push((i as u64 + 1, line));
+        }
+    }
+    lines
+}
+
+/// One line of a JSON Lines file as a record.
+pub fn jsonl_record(n: u64, line: &[u8]) -> Record {
+    let place = Place::Line(n);
+    match serde_json::from_slice::<Value>(line) {
+        Ok(Value::Object(m)) => Record::ok(place, m),
+        Ok(other) => Record::malformed(
+            place,
+            format!("expected a JSON object, found {}", kind(&other)),
+        ),
+        Err(e) => Record::malformed(place, format!("malformed JSON: {}", json_error(&e))),
+    }
+}
+
 fn read_jsonl(
     bytes: &[u8],
     each: &mut dyn FnMut(Vec<Record>) -> Result<(), StageError>,
 ) -> Result<(), StageError> {
-    let lines: Vec<(u64, &[u8])> = strip_bom(bytes)
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .map(|(i, line)| (i as u64 + 1, line))
-        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-        .collect();
+    let lines = jsonl_lines(bytes);
     for batch in lines.chunks(BATCH) {
         // Parsing is the expensive part; rayon keeps the order.
         let records = batch
             .par_iter()
-            .map(|&(n, line)| {
-                let place = Place::Line(n);
-                match serde_json::from_slice::<Value>(line) {
-                    Ok(Value::Object(m)) => Record::ok(place, m),
-                    Ok(other) => Record::malformed(
-                        place,
-                        format!("expected a JSON object, found {}", kind(&other)),
-                    ),
-                    Err(e) => {
-                        Record::malformed(place, format!("malformed JSON: {}", json_error(&e)))
-                    }
-                }
-            })
+            .map(|&(n, line)| jsonl_record(n, line))
             .collect();
         each(records)?;
     }

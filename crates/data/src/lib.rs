@@ -11,12 +11,14 @@ pub mod collect;
 mod fetch;
 mod format;
 mod minhash;
+mod pairs;
 mod parquet;
 pub mod schema;
 pub mod split;
 mod stats;
 mod style;
 mod synonyms;
+mod table;
 mod text;
 
 #[cfg(test)]

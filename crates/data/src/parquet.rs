@@ -1,15 +1,26 @@
 //! Reading and writing example files as Parquet, byte for byte reproducibly: one chunk, fixed
-//! row groups, fixed compression (zstd, level 1), and nothing in the metadata that varies between
+//! row groups, fixed compression (LZ4), and nothing in the metadata that varies between
 //! runs.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use polars::frame::chunk_df_for_writing;
+use polars::io::parquet::write::get_encodings;
 use polars::prelude::*;
+use polars_parquet::write::{CompressedPage, Version, WriteOptions, array_to_columns, compress};
+use rayon::prelude::*;
 use sluice_stage::StageError;
 
 use crate::schema::{self, Example};
+
+/// The codec of every page: LZ4 (the `LZ4_RAW` of the Parquet format), which never varies.
+/// Every data stage reads its input and writes its output, so a pipeline compresses its data
+/// once per stage. On the benchmark's 1,000,000 rows LZ4 took about 0.6 s less CPU than zstd at
+/// level 1 over the four stages (about 40% less time compressing) for files about 1.6 times
+/// larger (72 MB instead of 45 MB). pyarrow, polars, DuckDB and Spark read it.
+const CODEC: ParquetCompression = ParquetCompression::Lz4Raw;
 
 /// Rows per Parquet row group. Fixed, so that the file does not depend on how polars chunked the
 /// frame.
@@ -32,22 +43,74 @@ pub fn read_frame(path: &Path, shown: &str) -> Result<DataFrame, StageError> {
 
 /// Writes rows in the example schema.
 pub fn write_examples(path: &Path, rows: &[Example]) -> Result<(), StageError> {
+    let mut df = schema::to_frame(rows)
+        .map_err(|e| StageError::failed(format!("cannot write {}: {e}", path.display())))?;
+    write_frame(path, &mut df)
+}
+
+/// Writes a frame. It is made one chunk first, so that the row groups (and so the bytes) depend
+/// only on the rows, never on how the frame happens to be chunked.
+///
+/// The bytes are those of polars' `ParquetWriter`; only the work is spread differently. polars
+/// encodes a row group's columns in parallel but compresses every page on the writing thread,
+/// one row group after another; here a few row groups at a time are encoded and compressed in
+/// parallel (compression is most of the time of a write), then written in order.
+pub(crate) fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(), StageError> {
     let failed = |e: &dyn std::fmt::Display| {
         StageError::failed(format!("cannot write {}: {e}", path.display()))
     };
-    let mut df = schema::to_frame(rows).map_err(|e| failed(&e))?;
+    df.rechunk_mut_par();
+    let groups = chunk_df_for_writing(df, ROW_GROUP_ROWS).map_err(|e| failed(&e))?;
+    let compression = CODEC;
+    let statistics = StatisticsOptions::default();
+    let options = WriteOptions {
+        statistics,
+        version: Version::V1,
+        compression: compression.into(),
+        data_page_size: None,
+    };
+    let encodings = get_encodings(&groups.schema().to_arrow(CompatLevel::newest()));
+
     let file = File::create(path).map_err(|e| failed(&e))?;
     let mut out = BufWriter::new(file);
-    ParquetWriter::new(&mut out)
-        // zstd at level 1: the codec and level never vary. Level 1 compresses nearly as well as
-        // the default (3) at a fraction of the time; any Parquet reader reads either.
-        .with_compression(ParquetCompression::Zstd(Some(
-            polars::polars_utils::compression::ZstdLevel::try_new(1).map_err(|e| failed(&e))?,
-        )))
-        .with_row_group_size(Some(ROW_GROUP_ROWS))
-        .with_statistics(StatisticsOptions::default())
-        .finish(&mut df)
+    let mut writer = ParquetWriter::new(&mut out)
+        .with_compression(compression)
+        .with_statistics(statistics)
+        .batched(groups.schema())
         .map_err(|e| failed(&e))?;
+    let types = writer.parquet_schema().fields().to_vec();
+    let batches: Vec<_> = groups
+        .iter_chunks(CompatLevel::newest(), false)
+        .filter(|batch| batch.len() > 0)
+        .collect();
+    // A few row groups per thread at a time, so that only those are held compressed in memory.
+    let window = 2 * rayon::current_num_threads().max(1);
+    for batches in batches.chunks(window) {
+        let row_groups = batches
+            .par_iter()
+            .map(|batch| {
+                let mut columns = Vec::new();
+                for ((array, type_), encoding) in
+                    batch.columns().iter().zip(&types).zip(encodings.iter())
+                {
+                    for pages in array_to_columns(array, type_.clone(), options, encoding)? {
+                        let pages = pages
+                            .map(|page| Ok(compress(page?, Vec::new(), options.compression)?))
+                            .collect::<PolarsResult<Vec<CompressedPage>>>()?;
+                        columns.push(pages);
+                    }
+                }
+                Ok((batch.len() as u64, columns))
+            })
+            .collect::<PolarsResult<Vec<_>>>()
+            .map_err(|e| failed(&e))?;
+        for (rows, columns) in &row_groups {
+            writer
+                .write_row_group(*rows, columns)
+                .map_err(|e| failed(&e))?;
+        }
+    }
+    writer.finish().map_err(|e| failed(&e))?;
     out.flush().map_err(|e| failed(&e))?;
     Ok(())
 }
@@ -79,16 +142,41 @@ pub fn write_table(path: &Path, columns: &[(&str, TableColumn)]) -> Result<(), S
         })
         .collect();
     let mut df = DataFrame::new(height, columns).map_err(|e| failed(&e))?;
-    let file = File::create(path).map_err(|e| failed(&e))?;
-    let mut out = BufWriter::new(file);
-    ParquetWriter::new(&mut out)
-        .with_compression(ParquetCompression::Zstd(Some(
-            polars::polars_utils::compression::ZstdLevel::try_new(1).map_err(|e| failed(&e))?,
-        )))
-        .with_row_group_size(Some(ROW_GROUP_ROWS))
-        .with_statistics(StatisticsOptions::default())
-        .finish(&mut df)
-        .map_err(|e| failed(&e))?;
-    out.flush().map_err(|e| failed(&e))?;
-    Ok(())
+    write_frame(path, &mut df)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    /// Row groups compressed in parallel make the file polars' own writer makes, whatever the
+    /// number of threads.
+    #[test]
+    fn parallel_row_groups_write_what_polars_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three row groups and a bit, so that they are written in more than one window.
+        let mut df = schema::to_frame(&testing::rows(3 * ROW_GROUP_ROWS + 17)).unwrap();
+        let path = dir.path().join("polars.parquet");
+        ParquetWriter::new(File::create(&path).unwrap())
+            .with_compression(CODEC)
+            .with_statistics(StatisticsOptions::default())
+            .with_row_group_size(Some(ROW_GROUP_ROWS))
+            .finish(&mut df)
+            .unwrap();
+        let expected = std::fs::read(&path).unwrap();
+        for threads in [1, 2, 5] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let path = dir.path().join(format!("ours-{threads}.parquet"));
+            pool.install(|| write_frame(&path, &mut df.clone()))
+                .unwrap();
+            assert!(
+                std::fs::read(&path).unwrap() == expected,
+                "{threads} threads"
+            );
+        }
+    }
 }

@@ -128,7 +128,8 @@ pub fn to_frame(rows: &[Example]) -> PolarsResult<DataFrame> {
         )
     };
 
-    let messages = messages_column(rows)?;
+    let messages: Vec<Option<&[Message]>> = rows.iter().map(|e| e.messages.as_deref()).collect();
+    let messages = messages_column(&messages)?;
     let columns = vec![
         strings(ID, &|e| &e.id),
         strings(INPUT, &|e| &e.input),
@@ -145,11 +146,12 @@ pub fn to_frame(rows: &[Example]) -> PolarsResult<DataFrame> {
     DataFrame::new(rows.len(), columns)
 }
 
-fn messages_column(rows: &[Example]) -> PolarsResult<Column> {
+/// The `messages` column of rows with these conversations.
+pub fn messages_column(rows: &[Option<&[Message]>]) -> PolarsResult<Column> {
     // All turns of all rows as one struct series, then each row's list is a slice of it.
     let turns: Vec<&Message> = rows
         .iter()
-        .flat_map(|e| e.messages.iter().flatten())
+        .flat_map(|m| m.iter().copied().flatten())
         .collect();
     let roles = Series::new(
         ROLE.into(),
@@ -173,7 +175,7 @@ fn messages_column(rows: &[Example]) -> PolarsResult<Column> {
     );
     let mut offset = 0i64;
     for row in rows {
-        match &row.messages {
+        match row {
             Some(m) => {
                 builder.append_series(&flat.slice(offset, m.len()))?;
                 offset += m.len() as i64;

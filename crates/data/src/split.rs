@@ -4,7 +4,9 @@
 //! (a row made by `augment`), else its `id`, so an augmented row always lands in its source's
 //! split and cannot leak a test example into training. Each output keeps the input's row order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use polars::prelude::PlHashMap;
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -15,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use sluice_stage::{OptionError, OutputSpec, StageContext, StageError, StageKind, StageReport};
 
 use crate::options;
-use crate::schema::Example;
+use crate::schema;
 use crate::stats::Stats;
+use crate::table::Examples;
 use crate::{STATS, stats_output};
 
 /// Options of `split`.
@@ -187,66 +190,81 @@ impl StageKind for Split {
 
 fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
     let o: SplitOptions = options::parse_for_run(ctx.with)?;
-    let rows = crate::parquet::read_examples(&ctx.path(&o.data), &o.data)?;
-    (ctx.progress)(&format!("splitting {} rows", rows.len()));
-    let parts = assign(&rows, &o);
+    let table = Examples::read(&ctx.path(&o.data), &o.data)?;
+    (ctx.progress)(&format!("splitting {} rows", table.height()));
+    let ids = table.text(schema::ID);
+    let parents = table.optional_text(schema::PARENT_ID);
+    let labels = table.optional_text(schema::LABEL);
+    let groups: Vec<&str> = ids
+        .iter()
+        .zip(&parents)
+        .map(|(id, parent)| parent.unwrap_or(id))
+        .collect();
+    let assignment = assign(&groups, &labels, &o);
     ctx.check_cancelled()?;
 
     let mut stats = Stats::default();
-    stats.set("rows_in", rows.len());
+    stats.set("rows_in", table.height());
     let mut report = StageReport::default();
-    let mut by_part: BTreeMap<Part, Vec<Example>> =
-        Part::ALL.iter().map(|p| (*p, Vec::new())).collect();
-    for (row, part) in rows.into_iter().zip(&parts) {
-        by_part.entry(*part).or_default().push(row);
-    }
     // The parts are written at once, each to its own file.
-    let mut outputs = Vec::with_capacity(by_part.len());
-    for (part, rows) in &by_part {
-        outputs.push((ctx.output(part.name())?, rows));
+    let mut outputs = Vec::with_capacity(Part::ALL.len());
+    for part in Part::ALL {
+        let keep: Vec<bool> = assignment.rows.iter().map(|p| *p == part).collect();
+        outputs.push((part, ctx.output(part.name())?, keep));
     }
     outputs
-        .into_par_iter()
-        .map(|(path, rows)| crate::parquet::write_examples(path, rows))
+        .par_iter()
+        .map(|(_, path, keep)| {
+            let mut rows = table
+                .filter(keep)
+                .map_err(|e| StageError::failed(format!("cannot write {}: {e}", path.display())))?;
+            rows.write(path)
+        })
         .collect::<Result<Vec<()>, StageError>>()?;
-    for (part, rows) in &by_part {
+    for (part, _, keep) in &outputs {
+        let rows = keep.iter().filter(|k| **k).count();
         let mut entry = serde_json::Map::new();
-        entry.insert("rows".into(), rows.len().into());
-        let mut groups: Vec<&str> = rows.iter().map(Example::group_id).collect();
-        groups.par_sort_unstable();
-        groups.dedup();
-        entry.insert("groups".into(), groups.len().into());
+        entry.insert("rows".into(), rows.into());
+        // A group's rows all go to one part.
+        let groups = assignment.groups.iter().filter(|p| *p == part).count();
+        entry.insert("groups".into(), groups.into());
         if o.stratify.is_some() {
-            let mut labels: BTreeMap<String, usize> = BTreeMap::new();
-            for row in rows {
-                *labels
-                    .entry(row.label.clone().unwrap_or_default())
-                    .or_default() += 1;
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for (label, _) in labels.iter().zip(keep).filter(|(_, k)| **k) {
+                *counts.entry(label.unwrap_or_default()).or_default() += 1;
             }
             entry.insert(
                 "labels".into(),
-                serde_json::to_value(labels).unwrap_or_default(),
+                serde_json::to_value(counts).unwrap_or_default(),
             );
         }
         stats.set(part.name(), serde_json::Value::Object(entry));
         report
             .metrics
-            .insert(format!("rows_{}", part.name()), rows.len() as f64);
+            .insert(format!("rows_{}", part.name()), rows as f64);
     }
     stats.write(ctx.output(STATS)?)?;
     Ok(report)
 }
 
-/// The split of each row, in row order.
-pub fn assign(rows: &[Example], o: &SplitOptions) -> Vec<Part> {
+/// Where the rows and their groups went.
+struct Assignment {
+    /// The part of each row, in row order.
+    rows: Vec<Part>,
+    /// The part of each group, in order of first appearance.
+    groups: Vec<Part>,
+}
+
+/// Assigns rows by their group ids (and labels, for `stratify`).
+fn assign(group_ids: &[&str], labels: &[Option<&str>], o: &SplitOptions) -> Assignment {
     // Groups in order of first appearance, with their size and first label.
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut index: PlHashMap<&str, usize> =
+        PlHashMap::with_capacity_and_hasher(group_ids.len(), Default::default());
     let mut groups: Vec<(&str, usize, Option<&str>)> = Vec::new();
-    let mut group_of = Vec::with_capacity(rows.len());
-    for row in rows {
-        let key = row.group_id();
+    let mut group_of = Vec::with_capacity(group_ids.len());
+    for (&key, &label) in group_ids.iter().zip(labels) {
         let g = *index.entry(key).or_insert_with(|| {
-            groups.push((key, 0, row.label.as_deref()));
+            groups.push((key, 0, label));
             groups.len() - 1
         });
         groups[g].1 += 1;
@@ -282,7 +300,10 @@ pub fn assign(rows: &[Example], o: &SplitOptions) -> Vec<Part> {
             }
         }
     }
-    group_of.into_iter().map(|g| part_of_group[g]).collect()
+    Assignment {
+        rows: group_of.into_iter().map(|g| part_of_group[g]).collect(),
+        groups: part_of_group,
+    }
 }
 
 /// A group's place in [0, 1) for `mode: hash`: the first 8 bytes of a blake3 hash.

@@ -25,6 +25,33 @@ fn nfc_cow(text: &str) -> Cow<'_, str> {
 /// Whether [`whitespace`] would return `text` unchanged: no whitespace at either end, only
 /// single spaces and `\n` inside, no space next to a line break, at most one blank line in a row.
 fn whitespace_is_normal(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if memchr::memchr(b'\n', bytes).is_some() {
+        // Lines (a few percent of texts): character by character.
+        return whitespace_is_normal_slow(text);
+    }
+    // One line: no space at either end, no other ASCII whitespace, no two spaces in a row, no
+    // Unicode whitespace. Each is one vectorised scan, where most texts are already normal.
+    !matches!(bytes.first(), Some(b' '))
+        && !matches!(bytes.last(), Some(b' '))
+        && memchr::memchr3(b'\t', 0x0b, 0x0c, bytes).is_none()
+        && memchr::memchr(b'\r', bytes).is_none()
+        && memchr::memmem::find(bytes, b"  ").is_none()
+        && (bytes.is_ascii() || !has_unicode_whitespace(text))
+}
+
+/// Whether `text` has whitespace outside ASCII (no-break and typographic spaces, line
+/// separators…). All of it is encoded with a first byte of 0xC2, 0xE1, 0xE2 or 0xE3, so only the
+/// characters that start with one of those are looked at.
+fn has_unicode_whitespace(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    memchr::memchr3_iter(0xC2, 0xE1, 0xE2, bytes)
+        .chain(memchr::memchr_iter(0xE3, bytes))
+        // These bytes only ever start a character, so `at` is a character boundary.
+        .any(|at| text[at..].chars().next().is_some_and(char::is_whitespace))
+}
+
+fn whitespace_is_normal_slow(text: &str) -> bool {
     if text.is_ascii() {
         // Byte by byte: the same test without decoding UTF-8.
         is_normal(text.bytes().map(char::from))
@@ -124,24 +151,60 @@ pub fn dedup_key_into(text: &str, out: &mut String) {
     out.reserve(text.len());
     if text.is_ascii() {
         // NFKC leaves ASCII as it is, and its lowercase is ASCII's.
-        let mut pending_space = false;
-        for b in text.bytes() {
-            if b.is_ascii_alphanumeric() {
-                if pending_space && !out.is_empty() {
-                    out.push(' ');
-                }
-                pending_space = false;
-                out.push(char::from(b.to_ascii_lowercase()));
-            } else if char::from(b).is_whitespace() {
-                pending_space = true;
-            }
-        }
+        ascii_key_into(text.as_bytes(), out);
         return;
     }
     match is_nfkc_quick(text.chars()) {
         IsNormalized::Yes => key_chars(text.chars(), out),
         _ => key_chars(text.nfkc(), out),
     }
+}
+
+/// [`dedup_key_into`] for ASCII text, without a branch per byte: every byte is written at the end
+/// of the key, which grows only past the bytes that stay (letters, digits, and a space that
+/// follows neither a space nor the start); a space left at the end is dropped.
+fn ascii_key_into(text: &[u8], out: &mut String) {
+    let mut key = std::mem::take(out).into_bytes();
+    key.clear();
+    key.resize(text.len() + 1, 0);
+    let mut len = 0usize;
+    // The last byte kept; a space at the start, so that leading whitespace is never kept.
+    let mut last = b' ';
+    for &b in text {
+        let k = KEY_BYTES[usize::from(b & 0x7f)];
+        let kept = k != DROP && !(k == b' ' && last == b' ');
+        key[len] = k;
+        len += usize::from(kept);
+        if kept {
+            last = k;
+        }
+    }
+    if last == b' ' && len > 0 {
+        len -= 1;
+    }
+    key.truncate(len);
+    *out = String::from_utf8(key).expect("an ASCII key is UTF-8");
+}
+
+/// What the dedup key makes of each ASCII byte: letters and digits their lowercase, whitespace
+/// a space, punctuation, symbols and control characters [`DROP`].
+const KEY_BYTES: [u8; 128] = key_bytes();
+const DROP: u8 = 0;
+
+const fn key_bytes() -> [u8; 128] {
+    let mut table = [DROP; 128];
+    let mut b = 0u8;
+    while b < 128 {
+        table[b as usize] = if b.is_ascii_alphanumeric() {
+            b.to_ascii_lowercase()
+        } else if matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+            b' '
+        } else {
+            DROP
+        };
+        b += 1;
+    }
+    table
 }
 
 fn key_chars(chars: impl Iterator<Item = char>, out: &mut String) {
@@ -219,6 +282,23 @@ mod tests {
             "\u{212B}ngstr\u{00F6}m",
             "STRASSE stra\u{00DF}e \u{0130}stanbul",
             "x\u{001c}y\u{001f}z",
+            // Unicode whitespace and its neighbours, which share first bytes with it.
+            "a\u{3000}b",
+            "a\u{1680}b",
+            "a\u{202f}b",
+            "a\u{205f}b",
+            "a\u{2028}b",
+            "\u{2019}quoted\u{2019} \u{00e9}t\u{00e9} \u{3001}",
+            "\u{00a0}a",
+            "a\u{00a0}",
+            "\u{2003}",
+            "tab\tand\u{000c}feed",
+            "x\u{007f}y",
+            "  lead",
+            "trail  ",
+            "one two  three",
+            "line\r\nbreak",
+            "a\n\u{00a0}b",
         ];
         for s in samples {
             let slow_ws = whitespace(s);

@@ -459,3 +459,48 @@ fn schema_documents_every_option() {
     }
     assert!(schema["properties"]["sources"]["description"].is_string());
 }
+
+/// JSON Lines in the `pairs` style go through a fast path (`crate::pairs`) where they can; a
+/// JSON array of the same records always goes through the general one. Both give the same rows,
+/// whatever mix of plain and unusual records a file has.
+#[test]
+fn jsonl_fast_path_gives_the_rows_of_the_general_path() {
+    let records = [
+        json!({"id": "a", "q": "plain", "a": "text", "label": "x"}),
+        json!({"id": 7, "q": "a number as id", "a": "text"}),
+        json!({"id": "", "q": "an empty id", "a": "text"}),
+        json!({"q": "no id, escapes \"\n\t\u{e9}", "a": "caf\u{e9}", "label": null}),
+        json!({"id": "c", "q": "a number as answer", "a": 2.5, "label": true}),
+        json!({"id": "d", "q": "nested", "a": "text", "extra": {"deep": [1, "two", null]}}),
+    ];
+    let ws = Workspace::new();
+    let lines: Vec<String> = records.iter().map(|r| r.to_string()).collect();
+    ws.write("data/a.jsonl", lines.join("\n") + "\n");
+    ws.write("data/a.json", serde_json::to_string(&records).unwrap());
+    let fields = json!({"input": "q", "output": "a"});
+    let rows = |file: &str| {
+        let mut rows = collect(
+            &ws,
+            json!({"sources": [{"path": file}], "fields": fields}),
+        )
+        .rows("data");
+        for row in &mut rows {
+            assert_eq!(row.source, file);
+            row.source.clear();
+            // Derived ids name the source file.
+            if row.id == crate::short_id(&format!("{file}\n{}", row.source_row)) {
+                row.id = "derived".into();
+            }
+        }
+        rows
+    };
+    let fast = rows("data/a.jsonl");
+    assert_eq!(fast, rows("data/a.json"));
+    assert_eq!(fast.len(), records.len());
+    assert_eq!(fast[0].label.as_deref(), Some("x"));
+    assert_eq!(fast[1].id, "7");
+    assert_eq!(fast[2].id, "derived");
+    assert_eq!(fast[3].input, "no id, escapes \"\n\t\u{e9}");
+    assert_eq!(fast[4].output, "2.5");
+    assert_eq!(fast[4].label.as_deref(), Some("true"));
+}

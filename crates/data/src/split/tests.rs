@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use super::*;
+use crate::schema::Example;
 use crate::testing::{Workspace, rows, write_rows};
 
 fn split(ws: &Workspace, data: &str, options: serde_json::Value) -> crate::testing::Run {

@@ -1,0 +1,245 @@
+//! An example table held as polars columns, so that a stage that only looks at text and drops or
+//! splits rows (`clean`, `split`) never turns the whole file into row structs and back: reading
+//! into the example schema, the text columns as `&str`, replacing a text column, keeping rows by
+//! a mask, writing.
+//!
+//! Rows ([`Example`]) are built only where a rule needs a whole row (chat rows, whose messages
+//! are rewritten together with `input` and `output`) and for files not already in the schema.
+
+use std::path::Path;
+
+use polars::prelude::*;
+use sluice_stage::StageError;
+
+use crate::schema::{self, Example, Message};
+
+/// A table in the example schema: every column of [`schema::COLUMNS`], in that order, with its
+/// type; no nulls in `id`, `input`, `output`, `source` and `source_row`.
+pub struct Examples {
+    df: DataFrame,
+}
+
+impl Examples {
+    /// Reads an example file, as [`crate::read_examples`] would, but into columns.
+    pub fn read(path: &Path, shown: &str) -> Result<Examples, StageError> {
+        let df = crate::parquet::read_frame(path, shown)?;
+        Examples::conform(df).map_err(|e| StageError::failed(format!("{shown}: {e}")))
+    }
+
+    /// A frame in the example schema. One that is already in it (what every data stage writes)
+    /// is kept as it is; anything else goes through rows, so that missing optional columns,
+    /// other types and nulls are handled (and reported) exactly as [`schema::from_frame`] does.
+    fn conform(df: DataFrame) -> Result<Examples, String> {
+        if conforms(&df) {
+            return Ok(Examples { df });
+        }
+        let rows = schema::from_frame(&df)?;
+        Examples::from_rows(&rows).map_err(|e| e.to_string())
+    }
+
+    /// The table of these rows.
+    pub fn from_rows(rows: &[Example]) -> PolarsResult<Examples> {
+        Ok(Examples {
+            df: schema::to_frame(rows)?,
+        })
+    }
+
+    /// The rows of the table.
+    pub fn to_rows(&self) -> Vec<Example> {
+        schema::from_frame(&self.df).expect("an example table converts to rows")
+    }
+
+    pub fn height(&self) -> usize {
+        self.df.height()
+    }
+
+    /// Whether any row has `messages` (a chat row).
+    pub fn has_messages(&self) -> bool {
+        self.df
+            .column(schema::MESSAGES)
+            .is_ok_and(|c| c.null_count() < c.len())
+    }
+
+    fn strings(&self, name: &str) -> &StringChunked {
+        self.df
+            .column(name)
+            .and_then(Column::str)
+            .expect("an example table has its string columns")
+    }
+
+    /// A column that has no nulls (`id`, `input`, `output`, `source`), one `&str` per row.
+    pub fn text(&self, name: &str) -> Vec<&str> {
+        let column = self.strings(name);
+        let mut values = Vec::with_capacity(column.len());
+        for chunk in column.downcast_iter() {
+            values.extend(chunk.values_iter());
+        }
+        values
+    }
+
+    /// A column that may have nulls (`label`, `parent_id`), one value per row.
+    pub fn optional_text(&self, name: &str) -> Vec<Option<&str>> {
+        self.strings(name).iter().collect()
+    }
+
+    /// Replaces a column by one of the same length (from [`text_column`]).
+    pub fn replace(&mut self, name: &str, column: Column) -> PolarsResult<()> {
+        self.df.replace(name, column)?;
+        Ok(())
+    }
+
+    /// Gives the rows of a text column that have a new value (`Some`) that value. The other
+    /// rows keep their text where it is stored: nothing is copied for them.
+    pub fn patch_text(&mut self, name: &str, new: &[Option<String>]) -> PolarsResult<()> {
+        let keep = BooleanChunked::from_iter_values("keep".into(), new.iter().map(Option::is_none));
+        let patch = text_column(name, new.iter().map(|v| v.as_deref().unwrap_or_default()));
+        let patched = self.strings(name).zip_with(&keep, patch.str()?)?;
+        self.replace(name, patched.into_column())
+    }
+
+    /// The rows whose `keep` is true, in order.
+    pub fn filter(&self, keep: &[bool]) -> PolarsResult<Examples> {
+        if keep.iter().all(|k| *k) {
+            return Ok(Examples {
+                df: self.df.clone(),
+            });
+        }
+        let mask = BooleanChunked::from_slice("keep".into(), keep);
+        Ok(Examples {
+            df: self.df.filter(&mask)?,
+        })
+    }
+
+    /// Writes the table as [`crate::write_examples`] does: the file depends only on the rows.
+    pub fn write(&mut self, path: &Path) -> Result<(), StageError> {
+        crate::parquet::write_frame(path, &mut self.df)
+    }
+}
+
+/// Builds a table row by row, column by column, without a row struct per row: what `collect`
+/// makes from its sources. The table equals [`Examples::from_rows`] of the same rows.
+pub struct ExampleColumns {
+    id: StringChunkedBuilder,
+    input: StringChunkedBuilder,
+    output: StringChunkedBuilder,
+    label: StringChunkedBuilder,
+    messages: Vec<Option<Vec<Message>>>,
+    source: StringChunkedBuilder,
+    source_row: Vec<u64>,
+    parent_id: StringChunkedBuilder,
+}
+
+impl Default for ExampleColumns {
+    fn default() -> ExampleColumns {
+        let text = |name: &str| StringChunkedBuilder::new(name.into(), 0);
+        ExampleColumns {
+            id: text(schema::ID),
+            input: text(schema::INPUT),
+            output: text(schema::OUTPUT),
+            label: text(schema::LABEL),
+            messages: Vec::new(),
+            source: text(schema::SOURCE),
+            source_row: Vec::new(),
+            parent_id: text(schema::PARENT_ID),
+        }
+    }
+}
+
+/// One row's text fields, for [`ExampleColumns::push_texts`].
+pub struct RowTexts<'a> {
+    pub id: &'a str,
+    pub input: &'a str,
+    pub output: &'a str,
+    pub label: Option<&'a str>,
+    pub source: &'a str,
+    pub source_row: u64,
+}
+
+impl ExampleColumns {
+    /// Appends a row.
+    pub fn push(&mut self, row: Example) {
+        let texts = RowTexts {
+            id: &row.id,
+            input: &row.input,
+            output: &row.output,
+            label: row.label.as_deref(),
+            source: &row.source,
+            source_row: row.source_row,
+        };
+        self.push_row(&texts, row.parent_id.as_deref());
+        self.messages.push(row.messages);
+    }
+
+    /// Appends a row that has no messages and no parent, from borrowed text.
+    pub fn push_texts(&mut self, row: &RowTexts<'_>) {
+        self.push_row(row, None);
+        self.messages.push(None);
+    }
+
+    fn push_row(&mut self, row: &RowTexts<'_>, parent_id: Option<&str>) {
+        self.id.append_value(row.id);
+        self.input.append_value(row.input);
+        self.output.append_value(row.output);
+        self.label.append_option(row.label);
+        self.source.append_value(row.source);
+        self.source_row.push(row.source_row);
+        self.parent_id.append_option(parent_id);
+    }
+
+    /// The table, its columns in [`schema::COLUMNS`] order.
+    pub fn finish(self) -> PolarsResult<Examples> {
+        let height = self.source_row.len();
+        let messages: Vec<Option<&[Message]>> =
+            self.messages.iter().map(Option::as_deref).collect();
+        let columns = vec![
+            self.id.finish().into_column(),
+            self.input.finish().into_column(),
+            self.output.finish().into_column(),
+            self.label.finish().into_column(),
+            schema::messages_column(&messages)?,
+            self.source.finish().into_column(),
+            Column::new(schema::SOURCE_ROW.into(), self.source_row),
+            self.parent_id.finish().into_column(),
+        ];
+        Ok(Examples {
+            df: DataFrame::new(height, columns)?,
+        })
+    }
+}
+
+/// A text column of these values, one per row.
+pub fn text_column<'a>(name: &str, values: impl ExactSizeIterator<Item = &'a str>) -> Column {
+    let mut builder = StringChunkedBuilder::new(name.into(), values.len());
+    for value in values {
+        builder.append_value(value);
+    }
+    builder.finish().into_column()
+}
+
+/// Whether a frame is in the example schema already, with nothing that [`schema::from_frame`]
+/// would change: the columns in order with their types, no nulls where a row cannot have one,
+/// and no messages (whose missing roles and contents reading through rows would fill in).
+fn conforms(df: &DataFrame) -> bool {
+    let expected = schema::frame_schema();
+    let columns = df.columns();
+    columns.len() == expected.len()
+        && columns
+            .iter()
+            .zip(expected.iter())
+            .all(|(c, (name, dtype))| c.name() == name && c.dtype() == dtype)
+        && [
+            schema::ID,
+            schema::INPUT,
+            schema::OUTPUT,
+            schema::SOURCE,
+            schema::SOURCE_ROW,
+        ]
+        .iter()
+        .all(|name| df.column(name).is_ok_and(|c| c.null_count() == 0))
+        && df
+            .column(schema::MESSAGES)
+            .is_ok_and(|c| c.null_count() == c.len())
+}
+
+#[cfg(test)]
+mod tests;
