@@ -182,9 +182,22 @@ fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
             match PairNames::new(&mapping).filter(|_| format == Format::Jsonl) {
                 Some(names) => {
                     let bytes = format::read_bytes(&file, &shown)?;
-                    for batch in format::jsonl_lines(&bytes).chunks(format::BATCH) {
+                    let lines = format::jsonl_lines(&bytes);
+                    // Parsing a batch (in parallel) overlaps with adding the one before it.
+                    let mut parsed: Option<ParsedBatch<'_, '_>> = None;
+                    for batch in lines.chunks(format::BATCH).map(Some).chain([None]) {
                         ctx.check_cancelled()?;
-                        file_reader.add_pairs(&names, batch, &mut rows, &mut totals)?;
+                        let (added, next) = rayon::join(
+                            || match parsed.take() {
+                                Some((lines, parsed)) => {
+                                    file_reader.add_pairs(lines, parsed, &mut rows, &mut totals)
+                                }
+                                None => Ok(()),
+                            },
+                            || batch.map(|b| (b, parse_pairs(&names, &mapping, &shown, b))),
+                        );
+                        added?;
+                        parsed = next;
                     }
                 }
                 None => format::read(&file, &shown, format, source.text_mode, &mut |records| {
@@ -267,62 +280,28 @@ impl FileReader<'_> {
         totals: &mut Totals,
     ) -> Result<(), StageError> {
         // Mapping records is independent per record: in parallel, in order.
-        let examples: Vec<Option<Result<Example, RowError>>> =
-            records.par_iter().map(|record| self.map(record)).collect();
+        let examples: Vec<Option<Result<Example, RowError>>> = records
+            .par_iter()
+            .map(|record| map_record(self.format, self.mapping, record))
+            .collect();
         for (record, example) in records.iter().zip(examples) {
             self.push(record, example, rows, totals)?;
         }
         Ok(())
     }
 
-    /// The example a record makes, `None` for a malformed record.
-    fn map(&self, record: &format::Record) -> Option<Result<Example, RowError>> {
-        let fields = record.fields.as_ref().ok()?;
-        Some(if self.format == Format::Text {
-            let text = fields
-                .get(TEXT)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            Ok(Example {
-                input: text.to_owned(),
-                ..Example::default()
-            })
-        } else {
-            self.mapping.example(fields)
-        })
-    }
-
-    /// Lines of JSON Lines in the `pairs` style: each goes through the fast path of
-    /// [`crate::pairs`] when it can, else as a record like any other.
+    /// Lines of JSON Lines in the `pairs` style, parsed by [`parse_pairs`].
     fn add_pairs(
         &mut self,
-        names: &PairNames<'_>,
         lines: &[(u64, &[u8])],
+        parsed: Vec<PairLine<'_>>,
         rows: &mut ExampleColumns,
         totals: &mut Totals,
     ) -> Result<(), StageError> {
         let shown = self.shown;
-        let parsed: Vec<Result<(Pair<'_>, Option<String>), (format::Record, _)>> = lines
-            .par_iter()
-            .map(|&(n, line)| match names.parse(line) {
-                Some(pair) => {
-                    let derived = pair
-                        .id
-                        .as_ref()
-                        .is_none_or(|id| id.is_empty())
-                        .then(|| derived_id(shown, n));
-                    Ok((pair, derived))
-                }
-                None => {
-                    let record = format::jsonl_record(n, line);
-                    let example = self.map(&record);
-                    Err((record, example))
-                }
-            })
-            .collect();
         for (&(n, _), line) in lines.iter().zip(parsed) {
             match line {
-                Ok((pair, derived)) => {
+                PairLine::Fast(pair, derived) => {
                     totals.rows_in += 1;
                     rows.push_texts(&RowTexts {
                         id: derived
@@ -338,7 +317,10 @@ impl FileReader<'_> {
                     self.kept += 1;
                     totals.rows_out += 1;
                 }
-                Err((record, example)) => self.push(&record, example, rows, totals)?,
+                PairLine::General(general) => {
+                    let (record, example) = *general;
+                    self.push(&record, example, rows, totals)?;
+                }
             }
         }
         Ok(())
@@ -403,6 +385,67 @@ impl FileReader<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// The example a record makes, `None` for a malformed record.
+fn map_record(
+    format: Format,
+    mapping: &Mapping,
+    record: &format::Record,
+) -> Option<Result<Example, RowError>> {
+    let fields = record.fields.as_ref().ok()?;
+    Some(if format == Format::Text {
+        let text = fields
+            .get(TEXT)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        Ok(Example {
+            input: text.to_owned(),
+            ..Example::default()
+        })
+    } else {
+        mapping.example(fields)
+    })
+}
+
+/// Parses lines of JSON Lines in the `pairs` style, in parallel: each through the fast path of
+/// [`crate::pairs`] when it can, else as a record like any other.
+fn parse_pairs<'a>(
+    names: &PairNames<'_>,
+    mapping: &Mapping,
+    shown: &str,
+    lines: &[(u64, &'a [u8])],
+) -> Vec<PairLine<'a>> {
+    lines
+        .par_iter()
+        .map(|&(n, line)| match names.parse(line) {
+            Some(pair) => {
+                let derived = pair
+                    .id
+                    .as_ref()
+                    .is_none_or(|id| id.is_empty())
+                    .then(|| derived_id(shown, n));
+                PairLine::Fast(pair, derived)
+            }
+            None => {
+                let record = format::jsonl_record(n, line);
+                let example = map_record(Format::Jsonl, mapping, &record);
+                PairLine::General(Box::new((record, example)))
+            }
+        })
+        .collect()
+}
+
+/// A batch of lines of JSON Lines (with their line numbers) and what [`parse_pairs`] made of them.
+type ParsedBatch<'l, 'b> = (&'l [(u64, &'b [u8])], Vec<PairLine<'b>>);
+
+/// A line of JSON Lines in the `pairs` style, parsed.
+enum PairLine<'a> {
+    /// Through the fast path: the mapped fields, and the id to give the row when the record
+    /// has none.
+    Fast(Pair<'a>, Option<String>),
+    /// Through the general path (rare): the record and its example, or why there is none.
+    General(Box<(format::Record, Option<Result<Example, RowError>>)>),
 }
 
 /// The id of a row whose record has none: from its source and row.

@@ -81,7 +81,7 @@ pub(crate) fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(), StageEr
     let types = writer.parquet_schema().fields().to_vec();
     let batches: Vec<_> = groups
         .iter_chunks(CompatLevel::newest(), false)
-        .filter(|batch| batch.len() > 0)
+        .filter(|batch| !batch.is_empty())
         .collect();
     // A few row groups per thread at a time, so that only those are held compressed in memory.
     let window = 2 * rayon::current_num_threads().max(1);

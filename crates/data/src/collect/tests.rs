@@ -479,11 +479,8 @@ fn jsonl_fast_path_gives_the_rows_of_the_general_path() {
     ws.write("data/a.json", serde_json::to_string(&records).unwrap());
     let fields = json!({"input": "q", "output": "a"});
     let rows = |file: &str| {
-        let mut rows = collect(
-            &ws,
-            json!({"sources": [{"path": file}], "fields": fields}),
-        )
-        .rows("data");
+        let mut rows =
+            collect(&ws, json!({"sources": [{"path": file}], "fields": fields})).rows("data");
         for row in &mut rows {
             assert_eq!(row.source, file);
             row.source.clear();

@@ -32,7 +32,10 @@ fn fast(mapping: &Mapping, line: &str) -> Option<[Option<String>; 4]> {
     Some(got)
 }
 
-fn check(mapping: &Mapping, line: &str, expected: Option<[Option<&str>; 4]>) {
+/// The id, input, output and label the fast path reads, or `None` when it declines.
+type Expected<'a> = Option<[Option<&'a str>; 4]>;
+
+fn check(mapping: &Mapping, line: &str, expected: Expected<'_>) {
     let expected = expected.map(|e| e.map(|f| f.map(str::to_owned)));
     assert_eq!(fast(mapping, line), expected, "{line:?}");
 }
@@ -43,7 +46,7 @@ fn takes_plain_records_and_declines_everything_else() {
     let plain = mapping(serde_json::json!({}));
     let named = mapping(serde_json::json!({"id": "key", "label": "topic"}));
     let dotted = mapping(serde_json::json!({"input": "q.text", "output": "a"}));
-    let cases: &[(&Mapping, &str, Option<[Option<&str>; 4]>)] = &[
+    let cases: &[(&Mapping, &str, Expected<'_>)] = &[
         (
             &qa,
             r#"{"id": "r1", "question": "Hi?", "answer": "Yes."}"#,
