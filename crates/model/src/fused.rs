@@ -1,6 +1,6 @@
 //! Fused CPU kernels with their own backward pass, for the operations a training step spends
-//! its elementwise time in: RMSNorm, the scaled causal softmax of attention, rotary embeddings
-//! and the masked cross-entropy over the vocabulary. Each replaces several candle ops (and
+//! its elementwise time in: RMSNorm and LayerNorm, the scaled causal softmax of attention,
+//! rotary embeddings and the masked cross-entropy over the vocabulary. Each replaces several candle ops (and
 //! their intermediate tensors) by one pass over rows, parallel with rayon; reductions combine
 //! fixed-size chunks in order, so results do not depend on the thread count.
 //!
@@ -184,6 +184,158 @@ impl CustomOp2 for RmsNormGradW {
             }
         }
         Ok((CpuStorage::F32(out), Shape::from(d)))
+    }
+}
+
+// ---- LayerNorm ----------------------------------------------------------------------------
+
+/// `y = (x − mean) / sqrt(var + eps) · w + b` over the last dimension (BERT's LayerNorm).
+pub struct LayerNorm {
+    pub eps: f32,
+}
+
+/// The mean and `1 / sqrt(var + eps)` of a row.
+fn moments(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "sluice-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = data(s1, l1, self.name())?;
+        let w = data(s2, l2, self.name())?;
+        let b = data(s3, l3, self.name())?;
+        let d = last_dim(l1);
+        let out = map_rows(x.len(), d, |i, o| {
+            let x = row(x, i, d);
+            let (mean, r) = moments(x, self.eps);
+            for (((o, x), w), b) in o.iter_mut().zip(x).zip(w).zip(b) {
+                *o = (x - mean) * r * w + b;
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = x.apply_op3_no_bwd(w, &grad, &LayerNormGradX { eps: self.eps })?;
+        let d = w.elem_count();
+        let dwb = x.apply_op2_no_bwd(&grad, &LayerNormGradWB { eps: self.eps })?;
+        Ok((
+            Some(dx),
+            Some(dwb.narrow(0, 0, d)?),
+            Some(dwb.narrow(0, d, d)?),
+        ))
+    }
+}
+
+/// `dx = r · (g·w − mean(g·w) − x̂ · mean(g·w·x̂))`, with `x̂ = (x − mean) · r`.
+struct LayerNormGradX {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormGradX {
+    fn name(&self) -> &'static str {
+        "sluice-layer-norm-grad-x"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = data(s1, l1, self.name())?;
+        let w = data(s2, l2, self.name())?;
+        let g = data(s3, l3, self.name())?;
+        let d = last_dim(l1);
+        let out = map_rows(x.len(), d, |i, o| {
+            let (x, g) = (row(x, i, d), row(g, i, d));
+            let (mean, r) = moments(x, self.eps);
+            let mut sum_gw = 0f32;
+            let mut sum_gwx = 0f32;
+            for ((x, g), w) in x.iter().zip(g).zip(w) {
+                let gw = g * w;
+                sum_gw += gw;
+                sum_gwx += gw * (x - mean) * r;
+            }
+            let (mean_gw, mean_gwx) = (sum_gw / d as f32, sum_gwx / d as f32);
+            for (((o, x), g), w) in o.iter_mut().zip(x).zip(g).zip(w) {
+                *o = r * (g * w - mean_gw - (x - mean) * r * mean_gwx);
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// `dw = Σ_rows g · x̂` and `db = Σ_rows g`, concatenated: `(2·d)`.
+struct LayerNormGradWB {
+    eps: f32,
+}
+
+impl CustomOp2 for LayerNormGradWB {
+    fn name(&self) -> &'static str {
+        "sluice-layer-norm-grad-wb"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = data(s1, l1, self.name())?;
+        let g = data(s2, l2, self.name())?;
+        let d = last_dim(l1);
+        let partials: Vec<Vec<f32>> = x
+            .par_chunks(d * ROWS_PER_TASK)
+            .zip(g.par_chunks(d * ROWS_PER_TASK))
+            .map(|(x, g)| {
+                let mut acc = vec![0f32; 2 * d];
+                for (x, g) in x.chunks(d).zip(g.chunks(d)) {
+                    let (mean, r) = moments(x, self.eps);
+                    let (dw, db) = acc.split_at_mut(d);
+                    for (((dw, db), x), g) in dw.iter_mut().zip(db).zip(x).zip(g) {
+                        *dw += g * (x - mean) * r;
+                        *db += g;
+                    }
+                }
+                acc
+            })
+            .collect();
+        // Chunks combine in order, so the sums do not depend on the thread count.
+        let mut out = vec![0f32; 2 * d];
+        for p in partials {
+            for (o, p) in out.iter_mut().zip(p) {
+                *o += p;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(2 * d)))
     }
 }
 

@@ -36,9 +36,18 @@ pub fn rms_norm_composite(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(normed.broadcast_mul(w)?)
 }
 
-/// LayerNorm over the last dimension, `(x − mean) / sqrt(var + eps) · w + b`, from candle ops
-/// that have a backward pass (candle-nn's `layer_norm` has none).
+/// LayerNorm over the last dimension, `(x − mean) / sqrt(var + eps) · w + b` (candle-nn's
+/// `layer_norm` has no backward pass).
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let x = x.contiguous()?;
+        return Ok(x.apply_op3(w, b, fused::LayerNorm { eps: eps as f32 })?);
+    }
+    layer_norm_composite(x, w, b, eps)
+}
+
+/// LayerNorm from candle ops (any device; the reference for the fused kernel).
+pub fn layer_norm_composite(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let centred = x.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(D::Minus1)?;

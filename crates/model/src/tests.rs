@@ -682,6 +682,13 @@ fn fused_kernels_match_the_composite_ops() {
         &[&x, &w],
         "rms_norm",
     );
+    let b = var(&[8]);
+    check(
+        crate::ops::layer_norm(&x, &w, &b, 1e-5).unwrap(),
+        crate::ops::layer_norm_composite(&x, &w, &b, 1e-5).unwrap(),
+        &[&x, &w, &b],
+        "layer_norm",
+    );
     let (cos, sin) = crate::ops::rope_tables(8, 10_000.0, 3, 4, &d).unwrap();
     check(
         crate::ops::rope(&x, &cos, &sin).unwrap(),
