@@ -41,6 +41,12 @@ stages:
       model: ${{ stages.train.outputs.model }}
       data: ${{ stages.split.outputs.test }}
       task: classify
+  lm:
+    uses: train
+    with:
+      base: {init: {arch: llama, hidden: 16, layers: 1, heads: 2, vocab: 300, seq: 32}}
+      data: ${{ stages.split.outputs.train }}
+      max_steps: 1
   deploy:
     uses: deploy
     with:
@@ -165,6 +171,17 @@ fn collect_split_train_evaluate_and_deploy_a_classifier() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("is a classifier"), "{body}");
     drop(server);
+    // A/B variants are all classifiers or all generators.
+    t.sluice(&[
+        "serve",
+        &bundle,
+        "--port",
+        "0",
+        "--variant",
+        "build/sentiment/lm/model=0.5",
+    ])
+    .fails(1)
+    .stderr_has("A/B variants must all generate text or all classify");
 
     let r = t.run(&[]);
     assert!(
