@@ -672,6 +672,15 @@ fn unlabelled_rows_unseen_labels_and_bad_targets_fail_clearly() {
         ))
         .is_empty()
     );
+    assert_eq!(
+        check(&format!(
+            "{BERT_INIT}loss: all\ntemplate: \"Q: {{input}}\"\n"
+        )),
+        [
+            "`template` applies to causal language models; a BERT classifier reads the `input` text as it is",
+            "`loss: all` applies to causal language models; a BERT classifier's loss is the cross-entropy of its labels"
+        ]
+    );
     // At run time the real architecture decides: llama names on a BERT base fail.
     let (_, base) = ws
         .run("base", &format!("{BERT_INIT}max_steps: 1\n"), "b", None)

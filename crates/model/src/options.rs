@@ -522,6 +522,20 @@ impl TrainOptions {
                 "needs `validation` data",
             ));
         }
+        let bert_init = matches!(&self.base, Base::Spec(BaseSpec { init: Some(init), .. })
+            if crate::config::Arch::from_init(&init.arch) == Some(crate::config::Arch::Bert));
+        if bert_init && self.template.is_some() {
+            errors.push(OptionError::new(
+                &["template"],
+                "`template` applies to causal language models; a BERT classifier reads the `input` text as it is",
+            ));
+        }
+        if bert_init && self.loss == LossOn::All {
+            errors.push(OptionError::new(
+                &["loss"],
+                "`loss: all` applies to causal language models; a BERT classifier's loss is the cross-entropy of its labels",
+            ));
+        }
         if let Some(t) = &self.template
             && !t.contains("{input}")
         {
