@@ -227,7 +227,8 @@ fn cuda_visible_devices_narrows_a_given_inventory_only_when_detected() {
     assert_eq!(j["gpus"].as_array().unwrap().len(), 2);
     // With nothing to detect (no nvidia-smi on PATH), an empty CUDA_VISIBLE_DEVICES leaves none.
     let mut c = t.command(&["devices", "--json"]);
-    c.env("CUDA_VISIBLE_DEVICES", "").env("PATH", "/nonexistent");
+    c.env("CUDA_VISIBLE_DEVICES", "")
+        .env("PATH", "/nonexistent");
     let out = c.output().unwrap();
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["gpus"].as_array().unwrap().len(), 0);
