@@ -160,58 +160,31 @@ pub fn dedup_key_into(text: &str, out: &mut String) {
     }
 }
 
-/// [`dedup_key_into`] for ASCII text. The key is made of words (runs of non-whitespace with
-/// punctuation removed) joined by single spaces. The fast loop decides each byte from the byte
-/// before it alone, so that bytes do not wait on each other: every byte is written at the end of
-/// the key, which grows past letters, digits and a space that does not follow a space. That is the
-/// key, give or take a space at either end, unless a word was all punctuation (`a - b`), which
-/// leaves two spaces in a row; then the exact loop runs instead.
+/// [`dedup_key_into`] for ASCII text, without a branch per byte: every byte is written at the end
+/// of the key, which grows past letters, digits, and a space whose last letter, digit or space
+/// before it is not a space (nor the start); a space left at the end is dropped. What decides a
+/// byte depends on the bytes before it only through the last byte that is not punctuation, never
+/// through what was kept, so that bytes do not wait on each other.
 fn ascii_key_into(text: &[u8], out: &mut String) {
     let mut key = std::mem::take(out).into_bytes();
     key.clear();
     key.resize(text.len(), 0);
     let mut len = 0usize;
-    // A space before the start, so that a leading space is not kept.
-    let mut before = b' ';
+    // The last byte that is not punctuation; a space at the start, so that leading whitespace
+    // is never kept.
+    let mut last = b' ';
     for &b in text {
         let k = KEY_BYTES[usize::from(b & 0x7f)];
-        let kept = (k != DROP) & !((k == b' ') & (before == b' '));
+        let kept = (k != DROP) & !((k == b' ') & (last == b' '));
         key[len] = k;
         len += usize::from(kept);
-        before = k;
+        last = if k == DROP { last } else { k };
     }
     key.truncate(len);
-    if memchr::memmem::find(&key, b"  ").is_some() {
-        key.clear();
-        exact_ascii_key(text, &mut key);
-    } else {
-        if key.last() == Some(&b' ') {
-            key.pop();
-        }
-        if key.first() == Some(&b' ') {
-            key.remove(0);
-        }
+    if key.last() == Some(&b' ') {
+        key.pop();
     }
     *out = String::from_utf8(key).expect("an ASCII key is UTF-8");
-}
-
-/// The dedup key of ASCII text, byte by byte: a space is kept only after a kept letter or digit
-/// and before another one.
-fn exact_ascii_key(text: &[u8], key: &mut Vec<u8>) {
-    let mut pending_space = false;
-    for &b in text {
-        match KEY_BYTES[usize::from(b & 0x7f)] {
-            DROP => {}
-            b' ' => pending_space = true,
-            k => {
-                if pending_space && !key.is_empty() {
-                    key.push(b' ');
-                }
-                pending_space = false;
-                key.push(k);
-            }
-        }
-    }
 }
 
 /// What the dedup key makes of each ASCII byte: letters and digits their lowercase, whitespace
