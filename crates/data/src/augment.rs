@@ -116,7 +116,7 @@ impl StageKind for Augment {
     }
 
     fn version(&self) -> u32 {
-        1
+        crate::KIND_VERSION
     }
 
     fn description(&self) -> &'static str {

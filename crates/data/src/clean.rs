@@ -214,7 +214,7 @@ impl StageKind for Clean {
     }
 
     fn version(&self) -> u32 {
-        1
+        crate::KIND_VERSION
     }
 
     fn description(&self) -> &'static str {

@@ -104,7 +104,7 @@ impl StageKind for Collect {
     }
 
     fn version(&self) -> u32 {
-        1
+        crate::KIND_VERSION
     }
 
     fn description(&self) -> &'static str {

@@ -133,7 +133,7 @@ impl StageKind for Split {
     }
 
     fn version(&self) -> u32 {
-        1
+        crate::KIND_VERSION
     }
 
     fn description(&self) -> &'static str {

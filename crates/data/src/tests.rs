@@ -136,7 +136,8 @@ fn every_option_is_documented() {
         let defs = schema.get("$defs").cloned().unwrap_or(Value::Null);
         walk(&schema, &defs, kind.name(), &mut missing);
         assert!(!kind.description().is_empty());
-        assert_eq!(kind.version(), 1);
+        // Version 1 wrote zstd pages; a cache of those must not stand for the LZ4 ones.
+        assert_eq!(kind.version(), 2, "{}", kind.name());
     }
     assert!(missing.is_empty(), "undocumented options: {missing:?}");
 }

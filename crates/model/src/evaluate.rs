@@ -173,7 +173,8 @@ impl StageKind for Evaluate {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: the predictions table is written with LZ4 pages (sluice-data's writer), not zstd.
+        2
     }
 
     fn description(&self) -> &'static str {
