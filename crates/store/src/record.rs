@@ -178,6 +178,41 @@ mod tests {
         assert!(records.list().unwrap().is_empty());
     }
 
+    /// A record's metrics come back bit for bit: `sluice repro` compares them exactly, and
+    /// serde_json's default float parser may be one unit in the last place off (it needs its
+    /// `float_roundtrip` feature). 29.842146183163294 came back as …297 before.
+    #[test]
+    fn metrics_round_trip_to_the_last_bit() {
+        let (_dir, records) = records();
+        let key = Digest::of_bytes(b"key");
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut values = vec![29.842146183163294, 0.9106619842622163, 0.9070459658171913];
+        for _ in 0..2000 {
+            // xorshift: doubles of every magnitude from bit patterns
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let v = f64::from_bits(state);
+            if v.is_finite() {
+                values.push(v);
+            }
+            values.push((state >> 11) as f64 / (1u64 << 53) as f64 * 100.0);
+        }
+        let record = StageRecord {
+            metrics: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("m{i}"), *v))
+                .collect(),
+            ..StageRecord::default()
+        };
+        records.write(&key, &record).unwrap();
+        let back = records.read(&key).unwrap().unwrap();
+        for (name, v) in &record.metrics {
+            assert_eq!(back.metrics[name].to_bits(), v.to_bits(), "{name}: {v:e}");
+        }
+    }
+
     #[test]
     fn records_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
