@@ -22,6 +22,21 @@ ok() { say "- **ok**: $*"; }
 bad() { say "- **FAILED**: $*"; FAILED=1; }
 FAILED=0
 
+# A Markdown table of a `sluice run --json` summary: each stage's status, device, time, the
+# metrics named after the file, and its error if it failed.
+stage_table() {
+  "$PY" - "$@" <<'EOF' | tee -a "$REPORT"
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = set(sys.argv[2:])
+print("| stage | status | device | ms | metrics |")
+print("|---|---|---|--:|---|")
+for s in d["stages"]:
+    keep = {k: round(v, 4) for k, v in (s.get("metrics") or {}).items() if k in names}
+    print(f"| {s['name']} | {s['status']} | {s.get('device', '')} | {s.get('duration_ms', '')} | {keep} {s.get('error') or ''} |")
+EOF
+}
+
 say "# sluice GPU check, $(date -u +%Y-%m-%d)"
 say
 say "- sluice: $("$BIN" --version 2>&1)"
@@ -92,16 +107,7 @@ tail -15 "$W/qs.err" | tee -a "$REPORT"
 T1=$(date +%s.%N)
 if [ "$QS" = 0 ]; then
   ok "quickstart on the GPU in $(awk "BEGIN {printf \"%.1f\", $T1 - $T0}") s"
-  "$PY" - "$W/qs.json" <<'EOF' | tee -a "$REPORT"
-import json, sys
-d = json.load(open(sys.argv[1]))
-print("| stage | status | device | ms | metrics |")
-print("|---|---|---|--:|---|")
-for s in d["stages"]:
-    m = s.get("metrics") or {}
-    keep = {k: round(v, 4) for k, v in m.items() if k in ("exact_match", "f1", "perplexity", "val_loss", "best_val_loss", "tokens_per_s", "base_exact_match", "loss")}
-    print(f"| {s['name']} | {s['status']} | {s.get('device', '')} | {s.get('duration_ms', '')} | {keep} |")
-EOF
+  stage_table "$W/qs.json" exact_match f1 perplexity val_loss best_val_loss tokens_per_s base_exact_match loss
   grep -q '"device": *"gpu:0"' "$W/qs.json" && ok "train and evaluate ran on gpu:0" || bad "no stage ran on the GPU"
   "$BIN" run pipelines/gpu.yaml --json >"$W/qs2.json" 2>/dev/null
   "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); s=[x['status'] for x in d['stages']]; print(s); sys.exit(0 if all(x=='cached' for x in s) else 1)" "$W/qs2.json" >/dev/null \
@@ -124,16 +130,7 @@ awk '{print} /^    uses: (train|evaluate)$/ {print "    resources: {gpu: 1}"}' p
 T0=$(date +%s.%N)
 timeout "${QS_TIMEOUT:-300}" "$BIN" run pipelines/gpu.yaml --json >"$W/cls.json" 2>"$W/cls.err"; CLS=$?
 T1=$(date +%s.%N)
-"$PY" - "$W/cls.json" <<'EOF' | tee -a "$REPORT"
-import json, sys
-d = json.load(open(sys.argv[1]))
-print("| stage | status | device | ms | metrics |")
-print("|---|---|---|--:|---|")
-for s in d["stages"]:
-    m = s.get("metrics") or {}
-    keep = {k: round(v, 4) for k, v in m.items() if k in ("accuracy", "macro_f1", "loss", "val_loss", "val_accuracy", "best_val_loss", "tokens_per_s")}
-    print(f"| {s['name']} | {s['status']} | {s.get('device', '')} | {s.get('duration_ms', '')} | {keep} {s.get('error') or ''} |")
-EOF
+stage_table "$W/cls.json" accuracy macro_f1 loss val_loss val_accuracy best_val_loss tokens_per_s
 if [ "$CLS" = 0 ] && grep -q '"device": *"gpu:0"' "$W/cls.json"; then
   ok "the sentiment classifier trained and was evaluated on gpu:0 in $(awk "BEGIN {printf \"%.1f\", $T1 - $T0}") s"
 else

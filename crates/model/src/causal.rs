@@ -14,7 +14,7 @@ use crate::config::{EosTokens, LlamaConfig};
 use crate::error::{ModelError, Result};
 use crate::hf::{self, ModelInfo};
 use crate::llama::Llama;
-use crate::lora::{Lora, LoraConfig};
+use crate::lora::Lora;
 use crate::options::{Base, InitOptions, LossOn, Method, TrainOptions};
 use crate::prompt;
 use crate::rng::Rng;
@@ -157,13 +157,11 @@ pub fn prepare(
     match opts.method {
         Method::Full => model.weights.set_trainable(true)?,
         Method::Lora => {
-            let l = opts.lora.clone().unwrap_or_default();
-            let config = LoraConfig {
-                rank: l.rank,
-                alpha: l.alpha,
-                dropout: l.dropout,
-                targets: l.targets(crate::config::Arch::Llama),
-            };
+            let config = opts
+                .lora
+                .clone()
+                .unwrap_or_default()
+                .config(crate::config::Arch::Llama);
             let modules = crate::llama::linear_modules(&model.config);
             model.lora = Some(Lora::new(
                 config,

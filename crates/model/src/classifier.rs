@@ -18,7 +18,7 @@ use crate::bert::{self, Bert, Inputs};
 use crate::config::{Arch, BertConfig};
 use crate::error::{ModelError, Result};
 use crate::hf::{self, Head, ModelInfo};
-use crate::lora::{Lora, LoraConfig};
+use crate::lora::Lora;
 use crate::options::{Base, InitOptions, LossOn, Method, TrainOptions};
 use crate::prompt;
 use crate::rng::Rng;
@@ -216,13 +216,11 @@ pub fn prepare(
     match opts.method {
         Method::Full => model.weights.set_trainable(true)?,
         Method::Lora => {
-            let l = opts.lora.clone().unwrap_or_default();
-            let config = LoraConfig {
-                rank: l.rank,
-                alpha: l.alpha,
-                dropout: l.dropout,
-                targets: l.targets(crate::config::Arch::Bert),
-            };
+            let config = opts
+                .lora
+                .clone()
+                .unwrap_or_default()
+                .config(crate::config::Arch::Bert);
             let modules = bert::linear_modules(&model.config);
             model.lora = Some(Lora::new(
                 config,

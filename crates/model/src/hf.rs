@@ -130,25 +130,10 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<Loaded> {
                 });
             }
         };
-        if t.dims() != shape.as_slice() {
-            return Err(ModelError::WeightShape {
-                name,
-                found: t.dims().to_vec(),
-                expected: shape,
-            });
-        }
+        check_shape(&name, &t, shape)?;
         weights.insert(name, Param::Frozen(t));
     }
-    let tokenizer_path = dir.join(TOKENIZER);
-    if !tokenizer_path.exists() {
-        return Err(ModelError::file(dir, "has no tokenizer.json"));
-    }
-    let tokenizer = tokenizer::load(&tokenizer_path)?;
-    let info: Option<ModelInfo> = if dir.join(SLUICE).exists() {
-        Some(read_json(&dir.join(SLUICE))?)
-    } else {
-        None
-    };
+    let (tokenizer, info) = tokenizer_and_info(dir)?;
     let mut model = Llama {
         config,
         weights,
@@ -400,25 +385,10 @@ pub fn load_classifier(dir: &Path, device: &Device, head: Head<'_>) -> Result<Lo
                 });
             }
         };
-        if t.dims() != shape.as_slice() {
-            return Err(ModelError::WeightShape {
-                name,
-                found: t.dims().to_vec(),
-                expected: shape,
-            });
-        }
+        check_shape(&name, &t, shape)?;
         weights.insert(name, Param::Frozen(t));
     }
-    let tokenizer_path = dir.join(TOKENIZER);
-    if !tokenizer_path.exists() {
-        return Err(ModelError::file(dir, "has no tokenizer.json"));
-    }
-    let tokenizer = tokenizer::load(&tokenizer_path)?;
-    let info: Option<ModelInfo> = if dir.join(SLUICE).exists() {
-        Some(read_json(&dir.join(SLUICE))?)
-    } else {
-        None
-    };
+    let (tokenizer, info) = tokenizer_and_info(dir)?;
     Ok(LoadedClassifier {
         model: Bert {
             config,
@@ -490,4 +460,31 @@ pub fn save_classifier(
     let mut info = info.clone();
     info.merged = merge && model.lora.is_some();
     write_json(&dir.join(SLUICE), &info)
+}
+
+/// A model directory's `tokenizer.json` (required) and `sluice.json` (when sluice wrote it).
+fn tokenizer_and_info(dir: &Path) -> Result<(Tokenizer, Option<ModelInfo>)> {
+    let tokenizer_path = dir.join(TOKENIZER);
+    if !tokenizer_path.exists() {
+        return Err(ModelError::file(dir, "has no tokenizer.json"));
+    }
+    let tokenizer = tokenizer::load(&tokenizer_path)?;
+    let info = if dir.join(SLUICE).exists() {
+        Some(read_json(&dir.join(SLUICE))?)
+    } else {
+        None
+    };
+    Ok((tokenizer, info))
+}
+
+/// A weight from a file must have the shape the config gives it.
+fn check_shape(name: &str, t: &Tensor, expected: Vec<usize>) -> Result<()> {
+    if t.dims() == expected.as_slice() {
+        return Ok(());
+    }
+    Err(ModelError::WeightShape {
+        name: name.to_owned(),
+        found: t.dims().to_vec(),
+        expected,
+    })
 }

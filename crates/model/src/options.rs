@@ -303,15 +303,22 @@ fn default_alpha() -> f64 {
 }
 
 impl LoraOptions {
-    /// The targets given, or the default for `arch`.
-    pub fn targets(&self, arch: crate::config::Arch) -> Vec<String> {
+    /// The adapter configuration for `arch`: these options, with the architecture's default
+    /// targets when none are given.
+    pub fn config(&self, arch: crate::config::Arch) -> crate::lora::LoraConfig {
         let default: &[&str] = match arch {
             crate::config::Arch::Llama => &["q_proj", "v_proj"],
             crate::config::Arch::Bert => &["query", "value"],
         };
-        self.targets
-            .clone()
-            .unwrap_or_else(|| default.iter().map(|t| (*t).to_owned()).collect())
+        crate::lora::LoraConfig {
+            rank: self.rank,
+            alpha: self.alpha,
+            dropout: self.dropout,
+            targets: self
+                .targets
+                .clone()
+                .unwrap_or_else(|| default.iter().map(|t| (*t).to_owned()).collect()),
+        }
     }
 }
 
