@@ -227,3 +227,50 @@ fn stages_lists_the_builtin_kinds() {
         .fails(1)
         .stderr_has("did you mean `split`?");
 }
+
+fn link_count_and_mode(path: &std::path::Path) -> (u64, u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.nlink(), meta.permissions().mode() & 0o777)
+}
+
+/// A builtin stage's outputs become cache objects by a hard link: read-only, stored once. One
+/// edited in place anyway (after a chmod) is found out at the next run: its object is dropped, the
+/// stage runs again, and the file comes back as it was; nothing downstream sees the edit.
+#[test]
+fn builtin_outputs_are_linked_read_only_and_an_edit_in_place_is_repaired() {
+    let t = pipeline();
+    t.run(&[]);
+    let data = t.path("build/data/clean/data.parquet");
+    assert_eq!(link_count_and_mode(&data), (2, 0o444));
+    let original = std::fs::read(&data).unwrap();
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut edited = original.clone();
+    edited.extend_from_slice(b"edited in place");
+    std::fs::write(&data, &edited).unwrap();
+
+    let r = t.run(&[]);
+    assert_eq!(r.status_of("collect"), "cached");
+    assert_eq!(r.status_of("clean"), "ran", "{}", r.stdout);
+    assert_eq!(r.status_of("augment"), "cached");
+    assert_eq!(r.status_of("split"), "cached");
+    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&data).unwrap(), original);
+    assert_eq!(link_count_and_mode(&data), (2, 0o444));
+    t.sluice(&["status", "wf.yaml"])
+        .ok()
+        .stdout_has("everything is up to date");
+}
+
+/// A command's outputs are the user's: copied into the cache, left writable.
+#[test]
+fn run_stage_outputs_are_copied_not_linked() {
+    let t = Test::new();
+    t.workflow(
+        "version: 1\nname: copy\nstages:\n  make:\n    run: echo hi > out.txt\n    outputs: {out: out.txt}\n",
+    );
+    t.run(&[]);
+    assert_eq!(link_count_and_mode(&t.path("out.txt")), (1, 0o644));
+}

@@ -24,6 +24,9 @@ use serde::Serialize;
 use crate::cli::{Cli, Command};
 use crate::exit::Failure;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(verbose: bool) {
     let filter = match std::env::var("SLUICE_LOG") {
         Ok(f) => tracing_subscriber::EnvFilter::new(f),

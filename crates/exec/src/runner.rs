@@ -886,7 +886,15 @@ fn commit(
     let name = &stage.name;
     let mut outputs = BTreeMap::new();
     for (out, path) in &stage.outputs {
-        match ctx.store.put_path(Path::new(path)) {
+        // A builtin stage's outputs are sluice's own files: they become objects by a hard link
+        // (read-only from then on) rather than a copy. A command's outputs are copied, so that
+        // what it wrote stays the user's to change.
+        let stored = if stage.uses.is_some() {
+            ctx.store.put_path_linked(Path::new(path))
+        } else {
+            ctx.store.put_path(Path::new(path))
+        };
+        match stored {
             Ok(a) => {
                 outputs.insert(out.clone(), a);
             }

@@ -96,6 +96,48 @@ impl Objects {
         fs::metadata(&path).map(Some).map_err(StoreError::io(path))
     }
 
+    /// Makes the file at `src` itself the object, by a hard link, unless the object exists: no
+    /// byte is copied. The object is read-only like every object, so `src` becomes read-only too;
+    /// a write to it after a `chmod` changes the object's stamp, and the object is then found
+    /// corrupt when it is next checked (never used as it is). Falls back to [`Objects::put_copy`]
+    /// where no hard link can be made (another file system, a symbolic link, an executable, whose
+    /// mode the object cannot keep). Returns the object's metadata, as `put_copy` does.
+    pub(crate) fn put_link(
+        &self,
+        digest: &Digest,
+        src: &Path,
+        src_meta: &Metadata,
+        shown: &Path,
+    ) -> Result<Option<Metadata>, StoreError> {
+        if self.contains(digest) {
+            return Ok(None);
+        }
+        if crate::disk::is_executable(src_meta) {
+            return self.put_copy(digest, src, src_meta, shown);
+        }
+        let linked = tempfile::Builder::new().make_in(&self.tmp, |path| fs::hard_link(src, path));
+        let Ok(tmp) = linked else {
+            return self.put_copy(digest, src, src_meta, shown);
+        };
+        let meta = fs::symlink_metadata(tmp.path()).map_err(StoreError::io(tmp.path()))?;
+        if !meta.is_file() || !same_file(&meta, src_meta) {
+            // A symbolic link was linked rather than its target: copy the target instead.
+            drop(tmp);
+            return self.put_copy(digest, src, src_meta, shown);
+        }
+        // The link changed the inode's ctime, nothing else: a new size or mtime is a write since
+        // the hash was taken.
+        let (now, then) = (Stamp::of(&meta), Stamp::of(src_meta));
+        if (now.size, now.mtime_ns) != (then.size, then.mtime_ns) {
+            return Err(StoreError::Changed {
+                path: shown.to_path_buf(),
+            });
+        }
+        self.install(tmp, digest)?;
+        let path = self.path(digest);
+        fs::metadata(&path).map(Some).map_err(StoreError::io(path))
+    }
+
     /// Deletes an object, returning its size, or `None` when it was not there.
     pub(crate) fn remove(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
         let path = self.path(digest);
@@ -148,7 +190,7 @@ impl Objects {
         NamedTempFile::new_in(&self.tmp).map_err(StoreError::io(&self.tmp))
     }
 
-    fn install(&self, tmp: NamedTempFile, digest: &Digest) -> Result<(), StoreError> {
+    fn install<F>(&self, tmp: NamedTempFile<F>, digest: &Digest) -> Result<(), StoreError> {
         set_mode(tmp.path(), 0o444)?;
         let path = self.path(digest);
         let parent = path.parent().unwrap_or(&self.root);
@@ -163,4 +205,17 @@ impl Objects {
             .map_err(|e| StoreError::io(&path)(e.error))?;
         Ok(())
     }
+}
+
+/// Whether two metadata describe the same file (device and inode).
+#[cfg(unix)]
+fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+/// Without inode numbers, a link is never trusted to be the file: the caller copies.
+#[cfg(not(unix))]
+fn same_file(_: &Metadata, _: &Metadata) -> bool {
+    false
 }

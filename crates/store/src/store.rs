@@ -106,12 +106,20 @@ impl Store {
     /// cache for every file whose (size, mtime, ctime, inode) is unchanged. Symbolic links are
     /// followed. `rel` is relative to the workspace root.
     pub fn hash_path(&self, rel: &Path) -> Result<Artifact, StoreError> {
-        self.walk(rel, false)
+        self.walk(rel, Put::No)
     }
 
     /// Like [`Store::hash_path`], and also copies every file and tree into the object store.
     pub fn put_path(&self, rel: &Path) -> Result<Artifact, StoreError> {
-        self.walk(rel, true)
+        self.walk(rel, Put::Copy)
+    }
+
+    /// Like [`Store::put_path`], but a file the store lacks becomes an object by a hard link
+    /// rather than a copy, and so read-only in the workspace too (see `Objects::put_link`). For
+    /// the files sluice writes itself, which nothing else should write again; a file the store
+    /// already has is left as it is.
+    pub fn put_path_linked(&self, rel: &Path) -> Result<Artifact, StoreError> {
+        self.walk(rel, Put::Link)
     }
 
     /// True when the artifact's object (and for a tree, every object under it) is present. Contents
@@ -204,7 +212,7 @@ impl Store {
         self.hashed_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    fn walk(&self, rel: &Path, put: bool) -> Result<Artifact, StoreError> {
+    fn walk(&self, rel: &Path, put: Put) -> Result<Artifact, StoreError> {
         let key = workspace_key(rel)?;
         let abs = self.workspace.join(&key);
         let meta = match fs::metadata(&abs) {
@@ -350,10 +358,18 @@ pub(crate) fn workspace_key(rel: &Path) -> Result<String, StoreError> {
     }
 }
 
+/// Whether a walk stores what it hashes, and how.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Put {
+    No,
+    Copy,
+    Link,
+}
+
 /// One hash_path or put_path traversal.
 struct Walk<'a> {
     store: &'a Store,
-    put: bool,
+    put: Put,
     now: i64,
     /// (device, inode) of the directories being walked, to catch symbolic link loops.
     ancestors: Vec<(u64, u64)>,
@@ -399,12 +415,20 @@ impl Walk<'_> {
                 (digest, len)
             }
         };
-        if self.put
-            && let Some(object) = store.objects.put_copy(&digest, abs, meta, Path::new(key))?
-        {
+        let object = match self.put {
+            Put::No => None,
+            Put::Copy => store.objects.put_copy(&digest, abs, meta, Path::new(key))?,
+            Put::Link => store.objects.put_link(&digest, abs, meta, Path::new(key))?,
+        };
+        if let Some(object) = object {
             store
                 .stat
                 .record(&object_key(&digest), Stamp::of(&object), digest, self.now);
+            if self.put == Put::Link {
+                // A link (and the object's read-only mode) changed the file's ctime.
+                let now = fs::metadata(abs).map_err(StoreError::io(abs))?;
+                store.stat.record(key, Stamp::of(&now), digest, self.now);
+            }
         }
         Ok((digest, size))
     }
@@ -426,7 +450,7 @@ impl Walk<'_> {
         })?;
         let bytes = tree.encode();
         let digest = Digest::of_bytes(&bytes);
-        if self.put {
+        if self.put != Put::No {
             self.store.objects.put_bytes(&digest, &bytes)?;
         }
         Ok((digest, tree.size()))

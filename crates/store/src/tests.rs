@@ -657,3 +657,79 @@ fn ten_thousand_unchanged_files_hash_in_under_100ms() {
     eprintln!("10,000 unchanged files: {took:?}");
     assert!(took < Duration::from_millis(100), "{took:?}");
 }
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap().ino()
+}
+
+/// A linked put makes the workspace file itself the object: one inode, read-only, nothing copied,
+/// and the stat cache still answers for both (the link changed their ctime).
+#[test]
+fn a_linked_put_makes_the_file_the_object() {
+    let ws = Ws::new();
+    sample_tree(&ws, "out");
+    let linked = ws.store.put_path_linked(Path::new("out")).unwrap();
+    assert_eq!(linked, ws.hash("out"));
+    for file in ["out/nested/deep/x.bin", "out/nested/empty.txt"] {
+        let digest = Digest::of_bytes(&fs::read(ws.path(file)).unwrap());
+        assert_eq!(inode(&ws.path(file)), inode(&ws.object(&digest)), "{file}");
+        assert_eq!(mode(&ws.path(file)), 0o444, "{file}");
+    }
+    // Two files with the same bytes: the first one walked became the object, the second found it
+    // there and stayed as it was.
+    let mut modes = [
+        mode(&ws.path("out/a.txt")),
+        mode(&ws.path("out/nested/same.txt")),
+    ];
+    modes.sort();
+    assert_eq!(modes, [0o444, 0o644]);
+    assert_eq!(
+        ws.hashed(|| {
+            ws.hash("out");
+        }),
+        0
+    );
+    ws.store.verify(&linked).unwrap();
+    // The object outlives the workspace file, and restores it.
+    fs::remove_dir_all(ws.path("out")).unwrap();
+    ws.store.materialise(&linked, Path::new("out")).unwrap();
+    assert_eq!(fs::read(ws.path("out/a.txt")).unwrap(), b"alpha\n");
+    assert_eq!(mode(&ws.path("out/a.txt")), 0o644);
+}
+
+/// What a link cannot keep is copied: an executable keeps its mode (objects are read-only), and a
+/// symbolic link's target is stored, never the link.
+#[test]
+fn a_linked_put_copies_executables_and_symlink_targets() {
+    let ws = Ws::new();
+    sample_tree(&ws, "out");
+    ws.write("elsewhere/target.txt", b"target\n");
+    symlink(ws.path("elsewhere/target.txt"), ws.path("out/link.txt")).unwrap();
+    let linked = ws.store.put_path_linked(Path::new("out")).unwrap();
+    let run = ws.path("out/bin/run.sh");
+    assert_eq!(mode(&run), 0o755);
+    let digest = Digest::of_bytes(&fs::read(&run).unwrap());
+    assert_ne!(inode(&run), inode(&ws.object(&digest)));
+    let digest = Digest::of_bytes(b"target\n");
+    let object = ws.object(&digest);
+    assert!(fs::symlink_metadata(&object).unwrap().is_file());
+    assert_ne!(inode(&object), inode(&ws.path("elsewhere/target.txt")));
+    assert_eq!(mode(&ws.path("elsewhere/target.txt")), 0o644);
+    ws.store.verify(&linked).unwrap();
+}
+
+/// A linked file written to in place (after a chmod, or by root) changes the object with it: the
+/// object is then found corrupt, never used as it is.
+#[test]
+fn a_linked_file_written_in_place_makes_its_object_corrupt() {
+    let ws = Ws::new();
+    ws.write("out.txt", b"original\n");
+    let linked = ws.store.put_path_linked(Path::new("out.txt")).unwrap();
+    ws.chmod("out.txt", 0o644);
+    fs::write(ws.path("out.txt"), b"edited!!\n").unwrap();
+    assert!(matches!(
+        ws.store.verify(&linked),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
