@@ -68,9 +68,11 @@ pub struct CleanOptions {
     #[serde(default = "both_fields")]
     pub length_fields: Vec<TextField>,
     /// Duplicate removal, keeping the first row: `none` (default), `exact` (identical fields),
-    /// or `normalized` (equal after lowercasing and removing punctuation and extra whitespace).
+    /// `normalized` (equal after lowercasing and removing punctuation and extra whitespace), or a
+    /// list of both, `[exact, normalized]`, which removes exact duplicates first and then the
+    /// normalised ones that remain, counting each rule on its own.
     #[serde(default)]
-    pub dedup: Dedup,
+    pub dedup: DedupRules,
     /// The fields that make two rows duplicates, for `dedup` and `near_dedup`. Default
     /// `[input, output]`; `[input]` removes repeated prompts even with different answers.
     #[serde(default = "both_fields")]
@@ -192,7 +194,9 @@ fn default_ngram() -> usize {
 }
 
 /// Which duplicates to remove.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Dedup {
     /// Keep duplicates.
@@ -203,6 +207,84 @@ pub enum Dedup {
     /// Remove rows equal to an earlier row after lowercasing and removing punctuation and extra
     /// whitespace.
     Normalized,
+}
+
+/// The `dedup` option: the de-duplication rules to apply, each once, in the order `exact`,
+/// `normalized` (whatever the order written); `none` applies none. Written as one kind or a list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DedupRules(Vec<Dedup>);
+
+impl DedupRules {
+    fn new(kinds: impl IntoIterator<Item = Dedup>) -> DedupRules {
+        let mut kinds: Vec<Dedup> = kinds.into_iter().filter(|k| *k != Dedup::None).collect();
+        kinds.sort();
+        kinds.dedup();
+        DedupRules(kinds)
+    }
+
+    /// The rules to apply, in order.
+    pub fn kinds(&self) -> &[Dedup] {
+        &self.0
+    }
+}
+
+impl From<Dedup> for DedupRules {
+    fn from(kind: Dedup) -> DedupRules {
+        DedupRules::new([kind])
+    }
+}
+
+impl Serialize for DedupRules {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [] => Dedup::None.serialize(s),
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DedupRules {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DedupRules, D::Error> {
+        struct Rules;
+        impl<'de> serde::de::Visitor<'de> for Rules {
+            type Value = DedupRules;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`none`, `exact`, `normalized` or a list of them")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DedupRules, E> {
+                use serde::de::IntoDeserializer;
+                Dedup::deserialize(v.into_deserializer()).map(DedupRules::from)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<DedupRules, A::Error> {
+                let mut kinds = Vec::new();
+                while let Some(kind) = seq.next_element::<Dedup>()? {
+                    kinds.push(kind);
+                }
+                Ok(DedupRules::new(kinds))
+            }
+        }
+        d.deserialize_any(Rules)
+    }
+}
+
+impl JsonSchema for DedupRules {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DedupRules".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let kind = generator.subschema_for::<Dedup>();
+        schemars::json_schema!({
+            "anyOf": [kind, {"type": "array", "items": kind}]
+        })
+    }
 }
 
 /// The `clean` stage kind.
@@ -372,8 +454,8 @@ fn clean(
         ctx.check_cancelled()?;
     }
 
-    if o.dedup != Dedup::None {
-        let normalized = o.dedup == Dedup::Normalized;
+    for &kind in o.dedup.kinds() {
+        let normalized = kind == Dedup::Normalized;
         let keep = unique(&texts(&table), &o.dedup_fields, normalized);
         let removed = keep.iter().filter(|k| !**k).count();
         table = table.filter(&keep).map_err(table_error)?;
@@ -724,7 +806,7 @@ fn validate(o: &CleanOptions) -> Vec<OptionError> {
                 .hint("use `[input]`, `[output]` or `[input, output]`"),
         );
     }
-    if (o.dedup != Dedup::None || o.near_dedup.is_some()) && o.dedup_fields.is_empty() {
+    if (!o.dedup.kinds().is_empty() || o.near_dedup.is_some()) && o.dedup_fields.is_empty() {
         errors.push(
             OptionError::new(&["dedup_fields"], "no fields to compare")
                 .hint("use `[input]` or `[input, output]`"),

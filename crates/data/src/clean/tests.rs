@@ -179,6 +179,20 @@ fn dedup_exact_and_normalized() {
         json!({"dedup": "normalized", "dedup_fields": ["input"]}),
     );
     assert_eq!(by_input.rows("data").len(), 2);
+
+    // Both, in one stage: exact first, then the normalised duplicates that remain, each counted;
+    // the order written does not matter.
+    for rules in [json!(["exact", "normalized"]), json!(["normalized", "exact"])] {
+        let both = clean(&pairs, json!({"dedup": rules}));
+        assert_eq!(both.rows("data"), normalized.rows("data"));
+        assert_eq!(both.rule("dedup_exact"), 1);
+        assert_eq!(both.rule("dedup_normalized"), 1);
+        assert_eq!(both.metric("dropped_duplicate"), 2.0);
+    }
+    let listed = clean(&pairs, json!({"dedup": ["exact"]}));
+    assert_eq!(listed.rows("data"), exact.rows("data"));
+    let none = clean(&pairs, json!({"dedup": ["none"]}));
+    assert_eq!(none.rows("data").len(), pairs.len());
 }
 
 #[test]
@@ -315,6 +329,22 @@ fn option_errors() {
         json!({"data": "x", "scrub": ["emails"]}),
         &[(&["scrub", "0"], "unknown value `emails`")],
     );
+    check(
+        json!({"data": "x", "dedup": ["exact", "normalised"]}),
+        &[(&["dedup", "1"], "unknown value `normalised`")],
+    );
+    check(
+        json!({"data": "x", "dedup": "exakt"}),
+        &[(&["dedup"], "unknown value `exakt`")],
+    );
+    check(
+        json!({"data": "x", "dedup": ["exact"], "dedup_fields": []}),
+        &[(&["dedup_fields"], "no fields to compare")],
+    );
+    let hint = Clean.check(&json!({"data": "x", "dedup": ["normalised"]}))[0]
+        .hint
+        .clone();
+    assert_eq!(hint.as_deref(), Some("did you mean `normalized`?"));
     let hint = Clean.check(&json!({"data": "x", "dedupe": "exact"}))[0]
         .hint
         .clone();
