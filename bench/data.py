@@ -10,8 +10,8 @@ It generates (once, seeded) a JSON Lines dataset of customer-support question/an
 bench/work/data/, with planted exact and normalised duplicates, stock tickers and too short / too
 long rows; then, per repetition and in fresh directories, runs
 
-- sluice: `collect` → `clean` (normalize, strip tickers, min/max chars, exact dedup) → `clean`
-  (normalised dedup) → `split` 80/10/10, one `sluice run --json` in a fresh workspace;
+- sluice: `collect` → `clean` (normalize, strip tickers, min/max chars, exact then normalised
+  dedup) → `split` 80/10/10, one `sluice run --json` in a fresh workspace;
 - pandas: bench/data_pandas.py, the same steps on the same file (bench/.venv's Python);
 
 timing each whole command (wall) and taking its peak RSS (`wait4`'s ru_maxrss), and checks that
@@ -389,17 +389,11 @@ stages:
       strip: ['{PATTERN}']
       min_chars: {MIN_CHARS}
       max_chars: {MAX_CHARS}
-      dedup: exact
-  dedup:
-    uses: clean
-    with:
-      data: ${{{{ stages.clean.outputs.data }}}}
-      normalize: false
-      dedup: normalized
+      dedup: [exact, normalized]
   split:
     uses: split
     with:
-      data: ${{{{ stages.dedup.outputs.data }}}}
+      data: ${{{{ stages.clean.outputs.data }}}}
       ratios: {{train: 0.8, validation: 0.1, test: 0.1}}
       seed: {SEED}
 """
@@ -460,18 +454,19 @@ def find_stats(all_stats: dict[str, dict], stage: str) -> dict:
 
 def sluice_counts(ws: Path) -> dict[str, int]:
     st = stage_stats(ws)
-    col, cl, dd, sp = (find_stats(st, s) for s in ("collect", "clean", "dedup", "split"))
+    col, cl, sp = (find_stats(st, s) for s in ("collect", "clean", "split"))
+    filtered = int(cl["rows_in"]) - rule(cl, "min_chars", "removed") - rule(cl, "max_chars", "removed")
     return {
         "collect": int(col["rows_out"]),
         "normalize_changed": rule(cl, "normalize", "changed"),
         "strip_changed": rule(cl, "strip", "changed"),
         "min_chars_removed": rule(cl, "min_chars", "removed"),
         "max_chars_removed": rule(cl, "max_chars", "removed"),
-        "after_filters": int(cl["rows_in"]) - rule(cl, "min_chars", "removed") - rule(cl, "max_chars", "removed"),
+        "after_filters": filtered,
         "dedup_exact_removed": rule(cl, "dedup_exact", "removed"),
-        "after_exact": int(cl["rows_out"]),
-        "dedup_normalized_removed": rule(dd, "dedup_normalized", "removed"),
-        "after_normalized": int(dd["rows_out"]),
+        "after_exact": filtered - rule(cl, "dedup_exact", "removed"),
+        "dedup_normalized_removed": rule(cl, "dedup_normalized", "removed"),
+        "after_normalized": int(cl["rows_out"]),
         "train": int(sp["train"]["rows"]),
         "validation": int(sp["validation"]["rows"]),
         "test": int(sp["test"]["rows"]),
@@ -862,8 +857,8 @@ def footer_lines(args, p: Samples, sl_counts: dict, pd_doc: dict, diffs: list[st
     lines.append(
         "*wall time*: the whole command, process start-up included: `sluice run --json` in a fresh "
         "workspace (its own `.sluice/`; the JSONL hard-linked in) for the workflow `collect` → `clean` "
-        f"(normalize, strip `{PATTERN}`, min_chars {MIN_CHARS}, max_chars {MAX_CHARS}, dedup exact) → "
-        "`clean` (normalize off, dedup normalized) → `split` (0.8/0.1/0.1, random, seed "
+        f"(normalize, strip `{PATTERN}`, min_chars {MIN_CHARS}, max_chars {MAX_CHARS}, "
+        "dedup [exact, normalized]) → `split` (0.8/0.1/0.1, random, seed "
         f"{SEED}); `bench/data_pandas.py` under bench/.venv's Python for pandas (the same steps in one "
         "process, three zstd Parquet files out). *peak memory*: ru_maxrss of the process from `wait4`."
     )

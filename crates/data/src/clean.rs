@@ -730,8 +730,8 @@ impl Filter {
             Filter::Length(bound, limit, fields) => fields.iter().all(|f| {
                 let text = f.of(row);
                 match bound {
-                    Bound::MinChars => text::char_count(text) >= *limit,
-                    Bound::MaxChars => text::char_count(text) <= *limit,
+                    Bound::MinChars => text::chars_at_least(text, *limit),
+                    Bound::MaxChars => text::chars_at_most(text, *limit),
                     Bound::MinWords => text::word_count(text) >= *limit,
                     Bound::MaxWords => text::word_count(text) <= *limit,
                 }

@@ -49,8 +49,9 @@ pub fn kinds() -> Vec<Box<dyn StageKind>> {
 
 /// The version of every data stage kind: it counts changes to the bytes of the Parquet they
 /// write, so that a cached output is never one that a run with the same key would not write.
-/// 2: pages are LZ4 instead of zstd.
-const KIND_VERSION: u32 = 2;
+/// 2: pages are LZ4 instead of zstd. 3: `id`, `input` and `output` are plain-encoded, never
+/// dictionary-encoded.
+const KIND_VERSION: u32 = 3;
 
 const DATA: &str = "data";
 const STATS: &str = "stats";

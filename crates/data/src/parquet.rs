@@ -9,6 +9,7 @@ use std::path::Path;
 use polars::frame::chunk_df_for_writing;
 use polars::io::parquet::write::get_encodings;
 use polars::prelude::*;
+use polars_parquet::parquet::encoding::Encoding;
 use polars_parquet::write::{CompressedPage, Version, WriteOptions, array_to_columns, compress};
 use rayon::prelude::*;
 use sluice_stage::StageError;
@@ -45,17 +46,26 @@ pub fn read_frame(path: &Path, shown: &str) -> Result<DataFrame, StageError> {
 pub fn write_examples(path: &Path, rows: &[Example]) -> Result<(), StageError> {
     let mut df = schema::to_frame(rows)
         .map_err(|e| StageError::failed(format!("cannot write {}: {e}", path.display())))?;
-    write_frame(path, &mut df)
+    write_frame(path, &mut df, &schema::FREE_TEXT)
 }
 
 /// Writes a frame. It is made one chunk first, so that the row groups (and so the bytes) depend
 /// only on the rows, never on how the frame happens to be chunked.
 ///
-/// The bytes are those of polars' `ParquetWriter`; only the work is spread differently. polars
+/// The string columns named in `plain` are written with plain encoding. polars tries dictionary
+/// encoding on every string column, estimating its cardinality first: wasted work on free text
+/// (ids, prompts, answers), whose values are almost all distinct.
+///
+/// Without `plain`, the bytes are those of polars' `ParquetWriter`; only the work is spread
+/// differently. polars
 /// encodes a row group's columns in parallel but compresses every page on the writing thread,
 /// one row group after another; here a few row groups at a time are encoded and compressed in
 /// parallel (compression is most of the time of a write), then written in order.
-pub(crate) fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(), StageError> {
+pub(crate) fn write_frame(
+    path: &Path,
+    df: &mut DataFrame,
+    plain: &[&str],
+) -> Result<(), StageError> {
     let failed = |e: &dyn std::fmt::Display| {
         StageError::failed(format!("cannot write {}: {e}", path.display()))
     };
@@ -69,7 +79,12 @@ pub(crate) fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(), StageEr
         compression: compression.into(),
         data_page_size: None,
     };
-    let encodings = get_encodings(&groups.schema().to_arrow(CompatLevel::newest()));
+    let mut encodings = get_encodings(&groups.schema().to_arrow(CompatLevel::newest())).to_vec();
+    for (at, (name, dtype)) in groups.schema().iter().enumerate() {
+        if plain.contains(&name.as_str()) && *dtype == DataType::String {
+            encodings[at] = vec![Encoding::Plain];
+        }
+    }
 
     let file = File::create(path).map_err(|e| failed(&e))?;
     let mut out = BufWriter::new(file);
@@ -142,7 +157,7 @@ pub fn write_table(path: &Path, columns: &[(&str, TableColumn)]) -> Result<(), S
         })
         .collect();
     let mut df = DataFrame::new(height, columns).map_err(|e| failed(&e))?;
-    write_frame(path, &mut df)
+    write_frame(path, &mut df, &[])
 }
 
 #[cfg(test)]
@@ -171,12 +186,45 @@ mod tests {
                 .build()
                 .unwrap();
             let path = dir.path().join(format!("ours-{threads}.parquet"));
-            pool.install(|| write_frame(&path, &mut df.clone()))
+            pool.install(|| write_frame(&path, &mut df.clone(), &[]))
                 .unwrap();
             assert!(
                 std::fs::read(&path).unwrap() == expected,
                 "{threads} threads"
             );
+        }
+    }
+
+    /// The free-text columns are written without a dictionary, the others as polars chooses; the
+    /// bytes do not depend on the thread count, and polars reads the same frame back.
+    #[test]
+    fn free_text_columns_are_plain_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let df = schema::to_frame(&testing::rows(2 * ROW_GROUP_ROWS + 5)).unwrap();
+        let mut written = Vec::new();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let path = dir.path().join(format!("{threads}.parquet"));
+            pool.install(|| write_frame(&path, &mut df.clone(), &schema::FREE_TEXT))
+                .unwrap();
+            written.push(std::fs::read(&path).unwrap());
+        }
+        assert!(written[0] == written[1]);
+        let path = dir.path().join("1.parquet");
+        assert!(read_frame(&path, "1.parquet").unwrap().equals_missing(&df));
+        let mut file = File::open(&path).unwrap();
+        let metadata = polars_parquet::read::read_metadata(&mut file).unwrap();
+        for column in metadata.row_groups[0].parquet_columns() {
+            let name = column.descriptor().path_in_schema[0].as_str();
+            let dictionary = column.dictionary_page_offset().is_some();
+            if schema::FREE_TEXT.contains(&name) {
+                assert!(!dictionary, "{name}");
+            } else if name == schema::SOURCE {
+                assert!(dictionary, "{name}");
+            }
         }
     }
 }

@@ -29,6 +29,9 @@ pub const PARENT_ID: &str = "parent_id";
 pub const ROLE: &str = "role";
 pub const CONTENT: &str = "content";
 
+/// The columns of free text, whose values are almost all distinct: written without a dictionary.
+pub const FREE_TEXT: [&str; 3] = [ID, INPUT, OUTPUT];
+
 /// The columns, in the order they are written.
 pub const COLUMNS: [&str; 8] = [
     ID, INPUT, OUTPUT, LABEL, MESSAGES, SOURCE, SOURCE_ROW, PARENT_ID,

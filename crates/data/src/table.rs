@@ -82,18 +82,25 @@ impl Examples {
         self.strings(name).iter().collect()
     }
 
-    /// Replaces a column by one of the same length (from [`text_column`]).
-    pub fn replace(&mut self, name: &str, column: Column) -> PolarsResult<()> {
+    /// Replaces a column by one of the same length.
+    fn replace(&mut self, name: &str, column: Column) -> PolarsResult<()> {
         self.df.replace(name, column)?;
         Ok(())
     }
 
     /// Gives the rows of a text column that have a new value (`Some`) that value. The other
-    /// rows keep their text where it is stored: nothing is copied for them.
+    /// rows keep their text where it is stored: each chunk keeps its buffers, and only the new
+    /// texts are written, into one more buffer (polars' `zip_with` copied every text).
     pub fn patch_text(&mut self, name: &str, new: &[Option<String>]) -> PolarsResult<()> {
-        let keep = BooleanChunked::from_iter_values("keep".into(), new.iter().map(Option::is_none));
-        let patch = text_column(name, new.iter().map(|v| v.as_deref().unwrap_or_default()));
-        let patched = self.strings(name).zip_with(&keep, patch.str()?)?;
+        let column = self.strings(name);
+        let mut start = 0;
+        let mut chunks = Vec::with_capacity(column.chunks().len());
+        for chunk in column.downcast_iter() {
+            let end = start + chunk.len();
+            chunks.push(patch_chunk(chunk, &new[start..end])?);
+            start = end;
+        }
+        let patched = StringChunked::from_chunk_iter(name.into(), chunks);
         self.replace(name, patched.into_column())
     }
 
@@ -112,7 +119,7 @@ impl Examples {
 
     /// Writes the table as [`crate::write_examples`] does: the file depends only on the rows.
     pub fn write(&mut self, path: &Path) -> Result<(), StageError> {
-        crate::parquet::write_frame(path, &mut self.df)
+        crate::parquet::write_frame(path, &mut self.df, &schema::FREE_TEXT)
     }
 }
 
@@ -207,15 +214,6 @@ impl ExampleColumns {
     }
 }
 
-/// A text column of these values, one per row.
-pub fn text_column<'a>(name: &str, values: impl ExactSizeIterator<Item = &'a str>) -> Column {
-    let mut builder = StringChunkedBuilder::new(name.into(), values.len());
-    for value in values {
-        builder.append_value(value);
-    }
-    builder.finish().into_column()
-}
-
 /// Whether a frame is in the example schema already, with nothing that [`schema::from_frame`]
 /// would change: the columns in order with their types, no nulls where a row cannot have one,
 /// and no messages (whose missing roles and contents reading through rows would fill in).
@@ -243,3 +241,38 @@ fn conforms(df: &DataFrame) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// `chunk` with the texts of `new` (one per row) where they are `Some`: the views of the other
+/// rows still point into the chunk's buffers, shared, and the new texts go into buffers of their
+/// own after them.
+fn patch_chunk(
+    chunk: &polars_arrow::array::Utf8ViewArray,
+    new: &[Option<String>],
+) -> PolarsResult<polars_arrow::array::Utf8ViewArray> {
+    use polars_arrow::array::View;
+    use polars_buffer::Buffer;
+    if new.iter().all(Option::is_none) {
+        return Ok(chunk.clone());
+    }
+    let old = chunk.data_buffers();
+    let first = u32::try_from(old.len())
+        .map_err(|_| polars_err!(ComputeError: "too many buffers in a text column"))?;
+    let mut views: Vec<View> = chunk.views().as_slice().to_vec();
+    let mut added: Vec<Vec<u8>> = Vec::new();
+    for (view, text) in views.iter_mut().zip(new) {
+        if let Some(text) = text {
+            *view = View::new_with_buffers(text.as_bytes(), first, &mut added);
+        }
+    }
+    let buffers: Vec<Buffer<u8>> = old
+        .iter()
+        .cloned()
+        .chain(added.into_iter().map(Buffer::from))
+        .collect();
+    polars_arrow::array::Utf8ViewArray::try_new(
+        ArrowDataType::Utf8View,
+        views.into(),
+        buffers.into(),
+        polars_arrow::array::Array::validity(chunk).cloned(),
+    )
+}

@@ -229,6 +229,32 @@ pub fn char_count(text: &str) -> usize {
     text.chars().count()
 }
 
+/// Whether `text` has at least `limit` characters. A character is 1 to 4 bytes of UTF-8, so the
+/// byte length alone answers for most texts; only those near the limit are counted.
+pub fn chars_at_least(text: &str, limit: usize) -> bool {
+    let bytes = text.len();
+    if bytes < limit {
+        false
+    } else if bytes / 4 >= limit {
+        true
+    } else {
+        char_count(text) >= limit
+    }
+}
+
+/// Whether `text` has at most `limit` characters, counting only where the byte length cannot
+/// tell (see [`chars_at_least`]).
+pub fn chars_at_most(text: &str, limit: usize) -> bool {
+    let bytes = text.len();
+    if bytes <= limit {
+        true
+    } else if bytes / 4 > limit {
+        false
+    } else {
+        char_count(text) <= limit
+    }
+}
+
 /// Whitespace-separated tokens.
 pub fn word_count(text: &str) -> usize {
     text.split_whitespace().count()
@@ -248,6 +274,39 @@ mod tests {
             ("\n\n", ""),
         ] {
             assert_eq!(whitespace(input), expected, "{input:?}");
+        }
+    }
+
+    /// The byte-length shortcuts give what counting gives, at every limit around the length, for
+    /// texts of 1-, 2-, 3- and 4-byte characters and mixes of them.
+    #[test]
+    fn char_bounds_agree_with_counting() {
+        for text in [
+            "",
+            "a",
+            "abcd",
+            "é",
+            "éé",
+            "aé€",
+            "€€€",
+            "𝄞",
+            "𝄞𝄞a",
+            "a𝄞é€ b",
+        ] {
+            let text = text.repeat(3);
+            let chars = char_count(&text);
+            for limit in 0..=text.len() + 2 {
+                assert_eq!(
+                    chars_at_least(&text, limit),
+                    chars >= limit,
+                    "{text} {limit}"
+                );
+                assert_eq!(
+                    chars_at_most(&text, limit),
+                    chars <= limit,
+                    "{text} {limit}"
+                );
+            }
         }
     }
 

@@ -182,7 +182,10 @@ fn dedup_exact_and_normalized() {
 
     // Both, in one stage: exact first, then the normalised duplicates that remain, each counted;
     // the order written does not matter.
-    for rules in [json!(["exact", "normalized"]), json!(["normalized", "exact"])] {
+    for rules in [
+        json!(["exact", "normalized"]),
+        json!(["normalized", "exact"]),
+    ] {
         let both = clean(&pairs, json!({"dedup": rules}));
         assert_eq!(both.rows("data"), normalized.rows("data"));
         assert_eq!(both.rule("dedup_exact"), 1);

@@ -127,15 +127,50 @@ fn texts_filters_and_replacements_keep_row_order() {
         table.optional_text(schema::PARENT_ID),
         [None, None, Some("r0"), None, None]
     );
-    let upper: Vec<String> = table
+    let upper: Vec<Option<String>> = table
         .text(schema::INPUT)
         .iter()
-        .map(|t| t.to_uppercase())
+        .map(|t| Some(t.to_uppercase()))
         .collect();
-    let column = text_column(schema::INPUT, upper.iter().map(String::as_str));
-    table.replace(schema::INPUT, column).unwrap();
+    table.patch_text(schema::INPUT, &upper).unwrap();
     let kept = table.filter(&[false, true, false, true, true]).unwrap();
     assert_eq!(kept.text(schema::ID), ["r1", "r3", "r4"]);
     assert_eq!(kept.text(schema::INPUT)[0], "INPUT 1");
     assert_eq!(kept.height(), 3);
+}
+
+/// Patching a text column over several chunks, with new texts short enough to be inlined in their
+/// views and long ones, gives the table of the patched rows, written byte for byte the same.
+#[test]
+fn patched_texts_are_the_rows_with_those_texts() {
+    let ws = Workspace::new();
+    let mut rows = testing::rows(3000);
+    for (i, row) in rows.iter_mut().enumerate() {
+        if i % 7 == 0 {
+            row.output = format!("a long enough original output {i} to sit in a buffer");
+        }
+    }
+    let mut table = Examples::from_rows(&rows[..1000]).unwrap();
+    for part in [&rows[1000..1001], &rows[1001..]] {
+        let part = Examples::from_rows(part).unwrap();
+        table.df.vstack_mut(&part.df).unwrap();
+    }
+    assert_eq!(table.strings(schema::OUTPUT).chunks().len(), 3);
+    let new: Vec<Option<String>> = (0..rows.len())
+        .map(|i| match i % 5 {
+            0 => Some(format!("short {i}")),
+            1 => Some(format!("a new text, {i}, too long to fit in a view")),
+            _ => None,
+        })
+        .collect();
+    table.patch_text(schema::OUTPUT, &new).unwrap();
+    for (row, new) in rows.iter_mut().zip(&new) {
+        if let Some(new) = new {
+            row.output = new.clone();
+        }
+    }
+    assert_eq!(table.to_rows(), rows);
+    testing::write_rows(&ws, "expected.parquet", &rows);
+    let expected = std::fs::read(ws.root().join("expected.parquet")).unwrap();
+    assert_eq!(written(&ws, "patched.parquet", &mut table), expected);
 }
