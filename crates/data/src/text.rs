@@ -154,9 +154,61 @@ pub fn dedup_key_into(text: &str, out: &mut String) {
         ascii_key_into(text.as_bytes(), out);
         return;
     }
-    match is_nfkc_quick(text.chars()) {
-        IsNormalized::Yes => key_chars(text.chars(), out),
-        _ => key_chars(text.nfkc(), out),
+    if is_nfkc_by_runs(text) {
+        mixed_key_into(text, out);
+    } else {
+        key_chars(text.nfkc(), out);
+    }
+}
+
+/// Whether the NFKC quick check answers yes for `text`, checking only its runs of non-ASCII
+/// characters: an ASCII character is always allowed and has combining class 0, which is where
+/// the check starts a run anyway, so each run is checked on its own.
+fn is_nfkc_by_runs(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(start) = bytes[at..].iter().position(|b| !b.is_ascii()) {
+        let start = at + start;
+        let end = bytes[start..]
+            .iter()
+            .position(u8::is_ascii)
+            .map_or(bytes.len(), |n| start + n);
+        // A run starts and ends at an ASCII byte (or an end), so at character boundaries.
+        if is_nfkc_quick(text[start..end].chars()) != IsNormalized::Yes {
+            return false;
+        }
+        at = end;
+    }
+    true
+}
+
+/// [`key_chars`] of text already in NFKC that is mostly ASCII: ASCII bytes through the
+/// [`KEY_BYTES`] table, only the other characters decoded.
+fn mixed_key_into(text: &str, out: &mut String) {
+    let mut pending_space = false;
+    let mut rest = text;
+    while let Some(&b) = rest.as_bytes().first() {
+        if b.is_ascii() {
+            match KEY_BYTES[usize::from(b)] {
+                DROP => {}
+                b' ' => pending_space = true,
+                k => {
+                    if pending_space && !out.is_empty() {
+                        out.push(' ');
+                    }
+                    pending_space = false;
+                    out.push(char::from(k));
+                }
+            }
+            rest = &rest[1..];
+        } else {
+            let c = rest
+                .chars()
+                .next()
+                .expect("a non-empty string has a character");
+            key_char(c, &mut pending_space, out);
+            rest = &rest[c.len_utf8()..];
+        }
     }
 }
 
@@ -211,17 +263,22 @@ const fn key_bytes() -> [u8; 128] {
 fn key_chars(chars: impl Iterator<Item = char>, out: &mut String) {
     let mut pending_space = false;
     for c in chars {
-        if c.is_alphanumeric() {
-            if pending_space && !out.is_empty() {
-                out.push(' ');
-            }
-            pending_space = false;
-            out.extend(c.to_lowercase());
-        } else if c.is_whitespace() {
-            pending_space = true;
-        }
-        // Punctuation and symbols vanish without splitting words: "e-mail" ~ "email".
+        key_char(c, &mut pending_space, out);
     }
+}
+
+#[inline]
+fn key_char(c: char, pending_space: &mut bool, out: &mut String) {
+    if c.is_alphanumeric() {
+        if *pending_space && !out.is_empty() {
+            out.push(' ');
+        }
+        *pending_space = false;
+        out.extend(c.to_lowercase());
+    } else if c.is_whitespace() {
+        *pending_space = true;
+    }
+    // Punctuation and symbols vanish without splitting words: "e-mail" ~ "email".
 }
 
 /// Characters, as a reader counts them.
@@ -370,6 +427,19 @@ mod tests {
             " ",
             "-",
             "a,b ,c , d",
+            // Mostly ASCII with some other characters, in NFKC and not.
+            "Caf\u{00e9} au lait \u{2014} tr\u{00e8}s bien!",
+            "\u{00c0}B  c",
+            "cafe\u{0301} ok",
+            "\u{0301}start",
+            "the \u{fb01}le",
+            "\u{01c4}ebt and \u{0130}stanbul",
+            "Stra\u{00df}e, ok",
+            "x\u{2003}y\u{00a0}z",
+            "\u{65e5}\u{672c}\u{8a9e} text",
+            "\u{ff11}\u{ff12}\u{ff13} go",
+            "a\u{0308}\u{0301}b",
+            "\u{00e9}-\u{00e9} \u{2014} -",
         ];
         for s in samples {
             let slow_ws = whitespace(s);
