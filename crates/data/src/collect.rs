@@ -181,7 +181,7 @@ fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
             };
             match PairNames::new(&mapping).filter(|_| format == Format::Jsonl) {
                 Some(names) => {
-                    let bytes = format::read_bytes(&file, &shown)?;
+                    let bytes = format::map_bytes(&file, &shown)?;
                     let lines = format::jsonl_lines(&bytes);
                     // Parsing a batch (in parallel) overlaps with adding the one before it.
                     let mut parsed: Option<ParsedBatch<'_, '_>> = None;

@@ -148,6 +148,39 @@ pub fn read_bytes(path: &Path, shown: &str) -> Result<Vec<u8>, StageError> {
     std::fs::read(path).map_err(|e| StageError::failed(format!("cannot read {shown}: {e}")))
 }
 
+/// A whole source file's bytes, mapped into memory where the file system allows it (no copy, and
+/// no fresh memory for a file already in the page cache), read otherwise.
+pub enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(map) => map,
+            FileBytes::Read(bytes) => bytes,
+        }
+    }
+}
+
+/// [`read_bytes`], mapped: see [`FileBytes`].
+#[allow(unsafe_code)]
+pub fn map_bytes(path: &Path, shown: &str) -> Result<FileBytes, StageError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| StageError::failed(format!("cannot read {shown}: {e}")))?;
+    // SAFETY: the map is read-only and lives no longer than this stage reads the file. Another
+    // process truncating the file meanwhile would fault the reads (SIGBUS), as it would the
+    // engine's own hashing of inputs, which maps them the same way; sluice never writes a source.
+    match unsafe { memmap2::Mmap::map(&file) } {
+        Ok(map) => Ok(FileBytes::Mapped(map)),
+        // Empty files, pipes and file systems without mmap.
+        Err(_) => read_bytes(path, shown).map(FileBytes::Read),
+    }
+}
+
 /// The non-blank lines of a JSON Lines file, with their 1-based line numbers.
 pub fn jsonl_lines(bytes: &[u8]) -> Vec<(u64, &[u8])> {
     let bytes = strip_bom(bytes);
