@@ -8,7 +8,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use polars::prelude::{PlFixedStateQuality, PlHashMap, PolarsError};
+use polars::prelude::{PlFixedStateQuality, PolarsError};
 use rayon::prelude::*;
 use regex::Regex;
 use schemars::JsonSchema;
@@ -615,30 +615,36 @@ fn unique(rows: &[Texts<'_>], fields: &[TextField], normalized: bool) -> Vec<boo
             }
         })
     };
-    // The first kept row of each hash; `more` holds any further kept rows of a hash (rows that
-    // differ but collide), almost always none.
-    let mut first: PlHashMap<u64, usize> =
-        PlHashMap::with_capacity_and_hasher(hashes.len(), Default::default());
-    let mut more: PlHashMap<u64, Vec<usize>> = PlHashMap::default();
-    hashes
-        .iter()
-        .enumerate()
-        .map(|(i, &h)| {
-            let Some(&j) = first.get(&h) else {
-                first.insert(h, i);
-                return true;
-            };
-            if same(&rows[j], &rows[i]) {
-                return false;
+    // Rows by hash, then by position: rows that may be equal end up side by side, in order. A
+    // sort, in parallel, rather than a hash map filled row by row on one thread.
+    let mut order: Vec<(u64, usize)> = hashes.into_iter().zip(0..).collect();
+    order.par_sort_unstable();
+    let groups: Vec<&[(u64, usize)]> = order
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|group| group.len() > 1)
+        .collect();
+    // In each group of equal hashes, a row is a duplicate when it equals a kept row before it;
+    // almost always the group is one row and its duplicates.
+    let duplicates: Vec<usize> = groups
+        .par_iter()
+        .flat_map_iter(|group| {
+            let mut kept: Vec<usize> = Vec::new();
+            let mut duplicates = Vec::new();
+            for &(_, i) in *group {
+                if kept.iter().any(|&j| same(&rows[j], &rows[i])) {
+                    duplicates.push(i);
+                } else {
+                    kept.push(i);
+                }
             }
-            let others = more.entry(h).or_default();
-            if others.iter().any(|&j| same(&rows[j], &rows[i])) {
-                return false;
-            }
-            others.push(i);
-            true
+            duplicates
         })
-        .collect()
+        .collect();
+    let mut keep = vec![true; rows.len()];
+    for i in duplicates {
+        keep[i] = false;
+    }
+    keep
 }
 
 /// A rule that rewrites text.

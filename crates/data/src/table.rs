@@ -269,10 +269,29 @@ fn patch_chunk(
         .cloned()
         .chain(added.into_iter().map(Buffer::from))
         .collect();
-    polars_arrow::array::Utf8ViewArray::try_new(
-        ArrowDataType::Utf8View,
-        views.into(),
-        buffers.into(),
-        polars_arrow::array::Array::validity(chunk).cloned(),
-    )
+    let validity = polars_arrow::array::Array::validity(chunk).cloned();
+    let (views, buffers) = (views.into(), buffers.into());
+    if cfg!(debug_assertions) {
+        // What `new_unchecked_unknown_md` below may assume, checked in debug builds (the tests).
+        return polars_arrow::array::Utf8ViewArray::try_new(
+            ArrowDataType::Utf8View,
+            views,
+            buffers,
+            validity,
+        );
+    }
+    // SAFETY: every view is valid UTF-8 within the buffers: the old views are the chunk's own,
+    // into its buffers, which keep their indices; each new view was made by `new_with_buffers`
+    // from a `&str`, into the added buffers, which it numbers from `first`. (`try_new` would
+    // check every text again, a pass over the whole column on one thread.)
+    #[allow(unsafe_code)]
+    Ok(unsafe {
+        polars_arrow::array::Utf8ViewArray::new_unchecked_unknown_md(
+            ArrowDataType::Utf8View,
+            views,
+            buffers,
+            validity,
+            None,
+        )
+    })
 }

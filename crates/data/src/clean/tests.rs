@@ -357,3 +357,47 @@ fn option_errors() {
         .clone();
     assert_eq!(hint.as_deref(), Some("did you mean `email`?"));
 }
+
+/// `unique` keeps exactly the first row of every class of equal rows, exact or normalised, as a
+/// plain first-seen set does, over many rows with duplicates far apart.
+#[test]
+fn unique_keeps_the_first_of_every_class() {
+    let texts: Vec<(String, String)> = (0..5000)
+        .map(|i: usize| {
+            let n = (i * 7919) % 1300;
+            let input = if i % 3 == 0 {
+                format!("Question {n}?")
+            } else {
+                format!("question  {n}")
+            };
+            (input, format!("answer {}", n % 17))
+        })
+        .collect();
+    let rows: Vec<Texts<'_>> = texts
+        .iter()
+        .map(|(input, output)| Texts { input, output })
+        .collect();
+    for normalized in [false, true] {
+        for fields in [vec![TextField::Input], both_fields()] {
+            let mut seen = std::collections::HashSet::new();
+            let expected: Vec<bool> = rows
+                .iter()
+                .map(|row| {
+                    let key: Vec<String> = fields
+                        .iter()
+                        .map(|f| {
+                            if normalized {
+                                text::dedup_key(f.of(row))
+                            } else {
+                                f.of(row).to_owned()
+                            }
+                        })
+                        .collect();
+                    seen.insert(key)
+                })
+                .collect();
+            assert_eq!(unique(&rows, &fields, normalized), expected);
+            assert!(expected.iter().any(|k| !k));
+        }
+    }
+}
