@@ -365,7 +365,7 @@ fn unique_keeps_the_first_of_every_class() {
     let texts: Vec<(String, String)> = (0..5000)
         .map(|i: usize| {
             let n = (i * 7919) % 1300;
-            let input = if i % 3 == 0 {
+            let input = if i.is_multiple_of(3) {
                 format!("Question {n}?")
             } else {
                 format!("question  {n}")
