@@ -535,48 +535,54 @@ fn edit_rows(edits: &[Edit], rows: &mut [Example]) -> Vec<usize> {
 /// as [`Edit::apply`] row by row: each edit sees the text the edits before it left. A column is
 /// rebuilt only when some row of it changed. Returns how many rows each edit changed.
 fn edit_columns(edits: &[Edit], table: &mut Examples) -> Result<Vec<usize>, StageError> {
-    use std::borrow::Cow;
-    let mut columns: Vec<(&str, Vec<Cow<'_, str>>)> = [schema::INPUT, schema::OUTPUT]
-        .into_iter()
-        .map(|name| {
-            let texts = table.text(name).into_iter().map(Cow::Borrowed).collect();
-            (name, texts)
-        })
-        .collect();
+    // Each text goes through the edits in one visit (up to 64 at a time), which record what they
+    // changed one bit each: a row counts for an edit when either of its texts has that bit.
+    let height = table.height();
+    let mut edited: [Vec<Option<String>>; 2] = [vec![None; height], vec![None; height]];
     let mut counts = Vec::with_capacity(edits.len());
-    let mut touched = [false; 2];
-    for edit in edits {
-        let mut changed = vec![false; table.height()];
-        for (c, (_, texts)) in columns.iter_mut().enumerate() {
-            let new: Vec<Option<String>> = texts.par_iter().map(|t| edit.rewrite(t)).collect();
-            for ((text, new), changed) in texts.iter_mut().zip(new).zip(changed.iter_mut()) {
-                if let Some(new) = new {
-                    *text = Cow::Owned(new);
-                    *changed = true;
-                    touched[c] = true;
+    {
+        let originals = [table.text(schema::INPUT), table.text(schema::OUTPUT)];
+        for group in edits.chunks(64) {
+            let mut masks: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+            for ((now, original), masks) in edited.iter_mut().zip(&originals).zip(&mut masks) {
+                let done: Vec<(Option<String>, u64)> = now
+                    .par_iter()
+                    .zip(original)
+                    .map(|(now, original)| {
+                        let mut new: Option<String> = None;
+                        let mut bits = 0u64;
+                        for (k, edit) in group.iter().enumerate() {
+                            let text = new.as_deref().or(now.as_deref()).unwrap_or(original);
+                            if let Some(text) = edit.rewrite(text) {
+                                new = Some(text);
+                                bits |= 1 << k;
+                            }
+                        }
+                        (new, bits)
+                    })
+                    .collect();
+                *masks = Vec::with_capacity(height);
+                for (now, (new, bits)) in now.iter_mut().zip(done) {
+                    if new.is_some() {
+                        *now = new;
+                    }
+                    masks.push(bits);
                 }
             }
+            for k in 0..group.len() {
+                let count = masks[0]
+                    .iter()
+                    .zip(&masks[1])
+                    .filter(|(a, b)| ((**a | **b) >> k) & 1 == 1)
+                    .count();
+                counts.push(count);
+            }
         }
-        counts.push(changed.iter().filter(|c| **c).count());
     }
-    // The new texts are taken out of the borrowed ones before the table changes.
-    let new: Vec<(&str, Vec<Option<String>>)> = columns
-        .into_iter()
-        .zip(touched)
-        .filter(|(_, touched)| *touched)
-        .map(|((name, texts), _)| {
-            let new = texts
-                .into_iter()
-                .map(|text| match text {
-                    Cow::Owned(text) => Some(text),
-                    Cow::Borrowed(_) => None,
-                })
-                .collect();
-            (name, new)
-        })
-        .collect();
-    for (name, new) in new {
-        table.patch_text(name, &new).map_err(table_error)?;
+    for (name, new) in [schema::INPUT, schema::OUTPUT].into_iter().zip(edited) {
+        if new.iter().any(Option::is_some) {
+            table.patch_text(name, &new).map_err(table_error)?;
+        }
     }
     Ok(counts)
 }

@@ -401,3 +401,22 @@ fn unique_keeps_the_first_of_every_class() {
         }
     }
 }
+
+/// More edits than fit in one visit's bit mask (64): every pattern is still applied in order and
+/// counted on its own.
+#[test]
+fn many_strip_patterns_are_each_counted() {
+    let texts: Vec<String> = (0..140).map(|i| format!("a x{} b", i % 70)).collect();
+    let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (t.as_str(), "c")).collect();
+    let patterns: Vec<String> = (0..70).map(|k| format!(r"\bx{k}\b")).collect();
+    let run = clean(&pairs, json!({ "strip": patterns }));
+    assert!(inputs(&run.rows("data")).iter().all(|t| *t == "a b"));
+    let counts: Vec<u64> = run.stats()["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["rule"] == "strip")
+        .map(|r| r["changed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, vec![2; 70]);
+}
