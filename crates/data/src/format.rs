@@ -129,7 +129,7 @@ pub fn read(
     text_mode: TextMode,
     each: &mut dyn FnMut(Vec<Record>) -> Result<(), StageError>,
 ) -> Result<(), StageError> {
-    let bytes = || read_bytes(path, shown);
+    let bytes = || map_bytes(path, shown);
     match format {
         Format::Jsonl => read_jsonl(&bytes()?, each),
         Format::Json => each(read_json(&bytes()?, shown)?),
@@ -143,8 +143,8 @@ fn strip_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
-/// A whole source file.
-pub fn read_bytes(path: &Path, shown: &str) -> Result<Vec<u8>, StageError> {
+/// A whole source file, read into memory.
+fn read_bytes(path: &Path, shown: &str) -> Result<Vec<u8>, StageError> {
     std::fs::read(path).map_err(|e| StageError::failed(format!("cannot read {shown}: {e}")))
 }
 
@@ -166,7 +166,7 @@ impl std::ops::Deref for FileBytes {
     }
 }
 
-/// [`read_bytes`], mapped: see [`FileBytes`].
+/// A whole source file: see [`FileBytes`].
 #[allow(unsafe_code)]
 pub fn map_bytes(path: &Path, shown: &str) -> Result<FileBytes, StageError> {
     let file = std::fs::File::open(path)

@@ -254,33 +254,39 @@ pub(crate) struct ParsedRequest {
     pub(crate) include_usage: bool,
 }
 
+/// A request body that is a JSON object with a non-null value for every `required` parameter.
+fn json_object(body: &[u8], required: &[&str]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(
+            format!("could not parse the json body of the request: {e}"),
+            None,
+        )
+    })?;
+    let Value::Object(fields) = &value else {
+        return Err(ApiError::invalid(
+            "the request body must be a json object",
+            None,
+        ));
+    };
+    for name in required {
+        if fields.get(*name).is_none_or(Value::is_null) {
+            return Err(ApiError::invalid(
+                format!("missing required parameter: `{name}`"),
+                Some(name),
+            ));
+        }
+    }
+    Ok(value)
+}
+
 impl ParsedRequest {
     /// Parses a body for `endpoint`, checking everything that does not depend on the backend.
     pub(crate) fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::invalid(
-                format!("could not parse the json body of the request: {e}"),
-                None,
-            )
-        })?;
-        let Value::Object(fields) = &value else {
-            return Err(ApiError::invalid(
-                "the request body must be a json object",
-                None,
-            ));
-        };
         let required: &[&str] = match endpoint {
             Endpoint::Completions => &["model", "prompt"],
             Endpoint::Chat => &["model", "messages"],
         };
-        for name in required {
-            if fields.get(*name).is_none_or(Value::is_null) {
-                return Err(ApiError::invalid(
-                    format!("missing required parameter: `{name}`"),
-                    Some(name),
-                ));
-            }
-        }
+        let value = json_object(body, required)?;
         let parsed = match endpoint {
             Endpoint::Completions => {
                 let body: CompletionBody = typed(value)?;
@@ -410,27 +416,7 @@ pub(crate) struct ClassifyRequest {
 
 impl ClassifyRequest {
     pub(crate) fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::invalid(
-                format!("could not parse the json body of the request: {e}"),
-                None,
-            )
-        })?;
-        let Value::Object(fields) = &value else {
-            return Err(ApiError::invalid(
-                "the request body must be a json object",
-                None,
-            ));
-        };
-        for name in ["model", "input"] {
-            if fields.get(name).is_none_or(Value::is_null) {
-                return Err(ApiError::invalid(
-                    format!("missing required parameter: `{name}`"),
-                    Some(name),
-                ));
-            }
-        }
-        let body: ClassifyBody = typed(value)?;
+        let body: ClassifyBody = typed(json_object(body, &["model", "input"])?)?;
         let invalid = || {
             ApiError::invalid(
                 "input must be a string or an array of strings",

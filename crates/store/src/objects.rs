@@ -61,19 +61,49 @@ impl Objects {
         self.install(tmp, digest)
     }
 
-    /// Copies the file at `src` (whose content hashes to `digest`, as of `src_meta`) into the store
-    /// unless the object exists. Returns the new object's metadata, whose mtime is the source's so
-    /// that its stamp is not racy. `shown` names the source in errors.
-    pub(crate) fn put_copy(
+    /// Stores the file at `src` (whose content hashes to `digest`, as of `src_meta`) unless the
+    /// object exists, by a copy or, with `link`, by a hard link. Returns the new object's
+    /// metadata, whose mtime is the source's so that its stamp is not racy, and whether it was
+    /// linked. `shown` names the source in errors.
+    ///
+    /// A linked object is `src` itself: no byte is copied, and as the object is read-only like
+    /// every object, `src` becomes read-only too. A write to it after a `chmod` changes the
+    /// object's stamp, so the object is found corrupt when it is next checked, never used as it
+    /// is. Where no hard link can stand (another file system, a symbolic link, an executable,
+    /// whose mode the object cannot keep) the file is copied.
+    pub(crate) fn put_file(
         &self,
         digest: &Digest,
         src: &Path,
         src_meta: &Metadata,
         shown: &Path,
-    ) -> Result<Option<Metadata>, StoreError> {
+        link: bool,
+    ) -> Result<Option<(Metadata, bool)>, StoreError> {
         if self.contains(digest) {
             return Ok(None);
         }
+        let linked = if link {
+            self.link_in(src, src_meta, shown)?
+        } else {
+            None
+        };
+        let is_link = linked.is_some();
+        match linked {
+            Some(tmp) => self.install(tmp, digest)?,
+            None => self.install(self.copy_in(src, src_meta, shown)?, digest)?,
+        }
+        let path = self.path(digest);
+        let meta = fs::metadata(&path).map_err(StoreError::io(path))?;
+        Ok(Some((meta, is_link)))
+    }
+
+    /// A copy of `src` in a temp file, with its mtime.
+    fn copy_in(
+        &self,
+        src: &Path,
+        src_meta: &Metadata,
+        shown: &Path,
+    ) -> Result<NamedTempFile, StoreError> {
         let mut tmp = self.temp_file()?;
         // `io::copy` between two files uses copy_file_range (or a reflink) where it can: the bytes
         // need not pass through this process, and the hash was taken already. Copying into the
@@ -91,39 +121,28 @@ impl Objects {
         tmp.as_file()
             .set_modified(mtime)
             .map_err(StoreError::io(tmp.path()))?;
-        self.install(tmp, digest)?;
-        let path = self.path(digest);
-        fs::metadata(&path).map(Some).map_err(StoreError::io(path))
+        Ok(tmp)
     }
 
-    /// Makes the file at `src` itself the object, by a hard link, unless the object exists: no
-    /// byte is copied. The object is read-only like every object, so `src` becomes read-only too;
-    /// a write to it after a `chmod` changes the object's stamp, and the object is then found
-    /// corrupt when it is next checked (never used as it is). Falls back to [`Objects::put_copy`]
-    /// where no hard link can be made (another file system, a symbolic link, an executable, whose
-    /// mode the object cannot keep). Returns the object's metadata, as `put_copy` does.
-    pub(crate) fn put_link(
+    /// A hard link to `src` in a temp name, or `None` where none can stand (see
+    /// [`Objects::put_file`]).
+    fn link_in(
         &self,
-        digest: &Digest,
         src: &Path,
         src_meta: &Metadata,
         shown: &Path,
-    ) -> Result<Option<Metadata>, StoreError> {
-        if self.contains(digest) {
-            return Ok(None);
-        }
+    ) -> Result<Option<NamedTempFile<()>>, StoreError> {
         if crate::disk::is_executable(src_meta) {
-            return self.put_copy(digest, src, src_meta, shown);
+            return Ok(None);
         }
         let linked = tempfile::Builder::new().make_in(&self.tmp, |path| fs::hard_link(src, path));
         let Ok(tmp) = linked else {
-            return self.put_copy(digest, src, src_meta, shown);
+            return Ok(None);
         };
         let meta = fs::symlink_metadata(tmp.path()).map_err(StoreError::io(tmp.path()))?;
         if !meta.is_file() || !same_file(&meta, src_meta) {
-            // A symbolic link was linked rather than its target: copy the target instead.
-            drop(tmp);
-            return self.put_copy(digest, src, src_meta, shown);
+            // A symbolic link was linked rather than its target (dropping `tmp` removes it).
+            return Ok(None);
         }
         // The link changed the inode's ctime, nothing else: a new size or mtime is a write since
         // the hash was taken.
@@ -133,9 +152,7 @@ impl Objects {
                 path: shown.to_path_buf(),
             });
         }
-        self.install(tmp, digest)?;
-        let path = self.path(digest);
-        fs::metadata(&path).map(Some).map_err(StoreError::io(path))
+        Ok(Some(tmp))
     }
 
     /// Deletes an object, returning its size, or `None` when it was not there.

@@ -415,19 +415,23 @@ impl Walk<'_> {
                 (digest, len)
             }
         };
-        let object = match self.put {
+        let stored = match self.put {
             Put::No => None,
-            Put::Copy => store.objects.put_copy(&digest, abs, meta, Path::new(key))?,
-            Put::Link => store.objects.put_link(&digest, abs, meta, Path::new(key))?,
+            Put::Copy | Put::Link => {
+                let link = self.put == Put::Link;
+                store
+                    .objects
+                    .put_file(&digest, abs, meta, Path::new(key), link)?
+            }
         };
-        if let Some(object) = object {
+        if let Some((object, linked)) = stored {
+            let stamp = Stamp::of(&object);
             store
                 .stat
-                .record(&object_key(&digest), Stamp::of(&object), digest, self.now);
-            if self.put == Put::Link {
-                // A link (and the object's read-only mode) changed the file's ctime.
-                let now = fs::metadata(abs).map_err(StoreError::io(abs))?;
-                store.stat.record(key, Stamp::of(&now), digest, self.now);
+                .record(&object_key(&digest), stamp, digest, self.now);
+            if linked {
+                // The file is the object, whose link and read-only mode changed its ctime.
+                store.stat.record(key, stamp, digest, self.now);
             }
         }
         Ok((digest, size))
