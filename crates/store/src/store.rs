@@ -115,7 +115,7 @@ impl Store {
     }
 
     /// Like [`Store::put_path`], but a file the store lacks becomes an object by a hard link
-    /// rather than a copy, and so read-only in the workspace too (see `Objects::put_link`). For
+    /// rather than a copy, and so read-only in the workspace too (see `Objects::put_file`). For
     /// the files sluice writes itself, which nothing else should write again; a file the store
     /// already has is left as it is.
     pub fn put_path_linked(&self, rel: &Path) -> Result<Artifact, StoreError> {
