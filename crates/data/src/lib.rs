@@ -10,6 +10,7 @@ pub mod clean;
 pub mod collect;
 mod fetch;
 mod format;
+mod handoff;
 mod minhash;
 mod pairs;
 mod parquet;
@@ -50,8 +51,8 @@ pub fn kinds() -> Vec<Box<dyn StageKind>> {
 /// The version of every data stage kind: it counts changes to the bytes of the Parquet they
 /// write, so that a cached output is never one that a run with the same key would not write.
 /// 2: pages are LZ4 instead of zstd. 3: `id`, `input` and `output` are plain-encoded, never
-/// dictionary-encoded.
-const KIND_VERSION: u32 = 3;
+/// dictionary-encoded. 4: those three columns carry a null count but no minimum or maximum.
+const KIND_VERSION: u32 = 4;
 
 const DATA: &str = "data";
 const STATS: &str = "stats";

@@ -14,6 +14,7 @@ use polars_parquet::write::{CompressedPage, Version, WriteOptions, array_to_colu
 use rayon::prelude::*;
 use sluice_stage::StageError;
 
+use crate::handoff::FRAMES;
 use crate::schema::{self, Example};
 
 /// The codec of every page: LZ4 (the `LZ4_RAW` of the Parquet format), which never varies.
@@ -22,6 +23,17 @@ use crate::schema::{self, Example};
 /// level 1 over the four stages (about 40% less time compressing) for files about 1.6 times
 /// larger (72 MB instead of 45 MB). pyarrow, polars, DuckDB and Spark read it.
 const CODEC: ParquetCompression = ParquetCompression::Lz4Raw;
+
+/// The statistics of a free-text column: its null count only. The minimum and maximum of ids,
+/// prompts and answers prune nothing (every row group spans almost all of them), and finding them
+/// compares every value.
+const FREE_TEXT_STATISTICS: StatisticsOptions = StatisticsOptions {
+    min_value: false,
+    max_value: false,
+    distinct_count: false,
+    null_count: true,
+    binary_statistics_truncate_length: None,
+};
 
 /// Rows per Parquet row group. Fixed, so that the file does not depend on how polars chunked the
 /// frame.
@@ -33,8 +45,12 @@ pub fn read_examples(path: &Path, shown: &str) -> Result<Vec<Example>, StageErro
     schema::from_frame(&df).map_err(|e| StageError::failed(format!("{shown}: {e}")))
 }
 
-/// Reads any Parquet file into a frame.
+/// Reads any Parquet file into a frame: the frame it was written from when this process wrote
+/// it as examples and it has not been read since ([`crate::handoff`]).
 pub fn read_frame(path: &Path, shown: &str) -> Result<DataFrame, StageError> {
+    if let Some(df) = FRAMES.take(path) {
+        return Ok(df);
+    }
     let file =
         File::open(path).map_err(|e| StageError::failed(format!("cannot open {shown}: {e}")))?;
     ParquetReader::new(file)
@@ -46,7 +62,14 @@ pub fn read_frame(path: &Path, shown: &str) -> Result<DataFrame, StageError> {
 pub fn write_examples(path: &Path, rows: &[Example]) -> Result<(), StageError> {
     let mut df = schema::to_frame(rows)
         .map_err(|e| StageError::failed(format!("cannot write {}: {e}", path.display())))?;
-    write_frame(path, &mut df, &schema::FREE_TEXT)
+    write_examples_frame(path, &mut df)
+}
+
+/// Writes a frame in the example schema, and leaves it for the stage that reads the file next.
+pub(crate) fn write_examples_frame(path: &Path, df: &mut DataFrame) -> Result<(), StageError> {
+    write_frame(path, df, &schema::FREE_TEXT)?;
+    FRAMES.leave(path, df);
+    Ok(())
 }
 
 /// Writes a frame. It is made one chunk first, so that the row groups (and so the bytes) depend
@@ -80,9 +103,11 @@ pub(crate) fn write_frame(
         data_page_size: None,
     };
     let mut encodings = get_encodings(&groups.schema().to_arrow(CompatLevel::newest())).to_vec();
+    let mut column_options = vec![options; encodings.len()];
     for (at, (name, dtype)) in groups.schema().iter().enumerate() {
         if plain.contains(&name.as_str()) && *dtype == DataType::String {
             encodings[at] = vec![Encoding::Plain];
+            column_options[at].statistics = FREE_TEXT_STATISTICS;
         }
     }
 
@@ -105,10 +130,14 @@ pub(crate) fn write_frame(
             .par_iter()
             .map(|batch| {
                 let mut columns = Vec::new();
-                for ((array, type_), encoding) in
-                    batch.columns().iter().zip(&types).zip(encodings.iter())
+                for (((array, type_), encoding), options) in batch
+                    .columns()
+                    .iter()
+                    .zip(&types)
+                    .zip(encodings.iter())
+                    .zip(&column_options)
                 {
-                    for pages in array_to_columns(array, type_.clone(), options, encoding)? {
+                    for pages in array_to_columns(array, type_.clone(), *options, encoding)? {
                         let pages = pages
                             .map(|page| Ok(compress(page?, Vec::new(), options.compression)?))
                             .collect::<PolarsResult<Vec<CompressedPage>>>()?;

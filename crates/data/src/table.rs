@@ -119,7 +119,7 @@ impl Examples {
 
     /// Writes the table as [`crate::write_examples`] does: the file depends only on the rows.
     pub fn write(&mut self, path: &Path) -> Result<(), StageError> {
-        crate::parquet::write_frame(path, &mut self.df, &schema::FREE_TEXT)
+        crate::parquet::write_examples_frame(path, &mut self.df)
     }
 }
 
