@@ -458,6 +458,43 @@ mod tests {
         }
     }
 
+    /// The branchless ASCII key against the character-by-character one, on strings of letters,
+    /// digits, spaces, other whitespace and punctuation in every mix and position.
+    #[test]
+    fn ascii_keys_are_keys_by_the_character() {
+        let alphabet = b"aZ9 ,.-?$\t\n\r  xyQ";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut key = String::new();
+        for len in 0..200 {
+            for _ in 0..40 {
+                let text: String = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        char::from(alphabet[(state % alphabet.len() as u64) as usize])
+                    })
+                    .collect();
+                let mut expected = String::new();
+                key_chars(text.chars(), &mut expected);
+                ascii_key_into(text.as_bytes(), &mut key);
+                assert_eq!(key, expected, "{text:?}");
+            }
+        }
+        for text in [
+            "Hi, how do I reset it?  ok",
+            "        ",
+            "a-b-c-d-e-f-g-h-i",
+            "x  ,  ,y",
+        ] {
+            assert_eq!(dedup_key(text), {
+                let mut k = String::new();
+                key_chars(text.chars(), &mut k);
+                k
+            });
+        }
+    }
+
     #[test]
     fn composes_unicode() {
         assert_eq!(nfc("e\u{0301}"), "\u{00e9}");
