@@ -181,20 +181,52 @@ pub fn map_bytes(path: &Path, shown: &str) -> Result<FileBytes, StageError> {
     }
 }
 
-/// The non-blank lines of a JSON Lines file, with their 1-based line numbers.
+/// The non-blank lines of a JSON Lines file, with their 1-based line numbers. The file is cut
+/// into pieces that end after a newline, whose lines are found in parallel and then numbered.
 pub fn jsonl_lines(bytes: &[u8]) -> Vec<(u64, &[u8])> {
+    const PIECE: usize = 1 << 20;
     let bytes = strip_bom(bytes);
-    let mut lines = Vec::new();
+    let mut pieces = Vec::new();
     let mut start = 0;
-    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
-    for (i, end) in ends.enumerate() {
-        let line = &bytes[start..end];
-        start = end + 1;
-        if !line.iter().all(u8::is_ascii_whitespace) {
-            lines.push((i as u64 + 1, line));
-        }
+    while start < bytes.len() {
+        let cut = (start + PIECE).min(bytes.len());
+        let end = memchr::memchr(b'\n', &bytes[cut..]).map_or(bytes.len(), |at| cut + at + 1);
+        pieces.push(&bytes[start..end]);
+        start = end;
+    }
+    let last = pieces.len().saturating_sub(1);
+    let found: Vec<(u64, Vec<(u64, &[u8])>)> = pieces
+        .par_iter()
+        .enumerate()
+        .map(|(i, piece)| piece_lines(piece, i == last))
+        .collect();
+    let mut lines = Vec::with_capacity(found.iter().map(|(_, l)| l.len()).sum());
+    let mut before = 0;
+    for (newlines, piece) in found {
+        lines.extend(piece.into_iter().map(|(n, line)| (before + n, line)));
+        before += newlines;
     }
     lines
+}
+
+/// The non-blank lines of a piece of a file, numbered from 1, and how many newlines it has. Every
+/// piece but the last ends with a newline; the last one's bytes after its last newline are a line
+/// too.
+fn piece_lines(piece: &[u8], is_last: bool) -> (u64, Vec<(u64, &[u8])>) {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut newlines = 0;
+    let tail = is_last.then_some(piece.len());
+    for end in memchr::memchr_iter(b'\n', piece).chain(tail) {
+        let line = &piece[start..end];
+        start = end + 1;
+        newlines += 1;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            lines.push((newlines, line));
+        }
+    }
+    // The tail is not a newline.
+    (newlines - u64::from(is_last), lines)
 }
 
 /// One line of a JSON Lines file as a record.
@@ -446,5 +478,53 @@ pub fn kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines numbered one after another, as the pieces found in parallel must number them.
+    fn lines_one_by_one(bytes: &[u8]) -> Vec<(u64, &[u8])> {
+        let bytes = strip_bom(bytes);
+        let mut lines = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                lines.push((i as u64 + 1, line));
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn lines_found_in_pieces_are_numbered_as_in_the_file() {
+        let mut big = Vec::new();
+        for i in 0..300_000 {
+            match i % 7 {
+                0 => big.extend_from_slice(b"\n"),
+                1 => big.extend_from_slice(b"  \r\n"),
+                _ => big.extend_from_slice(format!("{{\"n\": {i}}}\r\n").as_bytes()),
+            }
+        }
+        let mut unterminated = big.clone();
+        unterminated.extend_from_slice(b"{\"last\": true}");
+        let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+        with_bom.extend_from_slice(&unterminated);
+        let samples: [&[u8]; 9] = [
+            b"",
+            b"\n",
+            b"{}",
+            b"{}\n",
+            b"\n\n{}\n \n{}",
+            b"\xEF\xBB\xBF{}\n{}",
+            &big,
+            &unterminated,
+            &with_bom,
+        ];
+        for bytes in samples {
+            assert_eq!(jsonl_lines(bytes), lines_one_by_one(bytes));
+        }
+        assert!(big.len() > 2 << 20, "more than one piece");
     }
 }
