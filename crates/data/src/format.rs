@@ -181,9 +181,12 @@ pub fn map_bytes(path: &Path, shown: &str) -> Result<FileBytes, StageError> {
     }
 }
 
+/// Lines of a file with their 1-based numbers.
+type Lines<'a> = Vec<(u64, &'a [u8])>;
+
 /// The non-blank lines of a JSON Lines file, with their 1-based line numbers. The file is cut
 /// into pieces that end after a newline, whose lines are found in parallel and then numbered.
-pub fn jsonl_lines(bytes: &[u8]) -> Vec<(u64, &[u8])> {
+pub fn jsonl_lines(bytes: &[u8]) -> Lines<'_> {
     const PIECE: usize = 1 << 20;
     let bytes = strip_bom(bytes);
     let mut pieces = Vec::new();
@@ -195,7 +198,7 @@ pub fn jsonl_lines(bytes: &[u8]) -> Vec<(u64, &[u8])> {
         start = end;
     }
     let last = pieces.len().saturating_sub(1);
-    let found: Vec<(u64, Vec<(u64, &[u8])>)> = pieces
+    let found: Vec<(u64, Lines<'_>)> = pieces
         .par_iter()
         .enumerate()
         .map(|(i, piece)| piece_lines(piece, i == last))
@@ -212,7 +215,7 @@ pub fn jsonl_lines(bytes: &[u8]) -> Vec<(u64, &[u8])> {
 /// The non-blank lines of a piece of a file, numbered from 1, and how many newlines it has. Every
 /// piece but the last ends with a newline; the last one's bytes after its last newline are a line
 /// too.
-fn piece_lines(piece: &[u8], is_last: bool) -> (u64, Vec<(u64, &[u8])>) {
+fn piece_lines(piece: &[u8], is_last: bool) -> (u64, Lines<'_>) {
     let mut lines = Vec::new();
     let mut start = 0;
     let mut newlines = 0;
