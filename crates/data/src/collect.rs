@@ -183,6 +183,7 @@ fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
                 Some(names) => {
                     let bytes = format::map_bytes(&file, &shown)?;
                     let lines = format::jsonl_lines(&bytes);
+                    rows.reserve(lines.len());
                     // Parsing a batch (in parallel) overlaps with adding the one before it.
                     let mut parsed: Option<ParsedBatch<'_, '_>> = None;
                     for batch in lines.chunks(format::BATCH).map(Some).chain([None]) {

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use polars::prelude::*;
+use polars_arrow::array::MutableBinaryViewArray;
 use sluice_stage::StageError;
 
 use crate::schema::{self, Example, Message};
@@ -126,28 +127,30 @@ impl Examples {
 /// Builds a table row by row, column by column, without a row struct per row: what `collect`
 /// makes from its sources. The table equals [`Examples::from_rows`] of the same rows.
 pub struct ExampleColumns {
-    id: StringChunkedBuilder,
-    input: StringChunkedBuilder,
-    output: StringChunkedBuilder,
-    label: StringChunkedBuilder,
-    messages: Vec<Option<Vec<Message>>>,
-    source: StringChunkedBuilder,
+    id: TextBuilder,
+    input: TextBuilder,
+    output: TextBuilder,
+    label: TextBuilder,
+    /// The rows that have messages (few, or none), by position.
+    messages: Vec<(usize, Vec<Message>)>,
+    source: TextBuilder,
     source_row: Vec<u64>,
-    parent_id: StringChunkedBuilder,
+    parent_id: TextBuilder,
 }
+
+type TextBuilder = MutableBinaryViewArray<str>;
 
 impl Default for ExampleColumns {
     fn default() -> ExampleColumns {
-        let text = |name: &str| StringChunkedBuilder::new(name.into(), 0);
         ExampleColumns {
-            id: text(schema::ID),
-            input: text(schema::INPUT),
-            output: text(schema::OUTPUT),
-            label: text(schema::LABEL),
+            id: TextBuilder::new(),
+            input: TextBuilder::new(),
+            output: TextBuilder::new(),
+            label: TextBuilder::new(),
             messages: Vec::new(),
-            source: text(schema::SOURCE),
+            source: TextBuilder::new(),
             source_row: Vec::new(),
-            parent_id: text(schema::PARENT_ID),
+            parent_id: TextBuilder::new(),
         }
     }
 }
@@ -163,6 +166,21 @@ pub struct RowTexts<'a> {
 }
 
 impl ExampleColumns {
+    /// Makes room for `rows` more rows, so that the columns grow once rather than by doubling.
+    pub fn reserve(&mut self, rows: usize) {
+        for text in [
+            &mut self.id,
+            &mut self.input,
+            &mut self.output,
+            &mut self.label,
+            &mut self.source,
+            &mut self.parent_id,
+        ] {
+            text.reserve(rows);
+        }
+        self.source_row.reserve(rows);
+    }
+
     /// Appends a row.
     pub fn push(&mut self, row: Example) {
         let texts = RowTexts {
@@ -173,40 +191,46 @@ impl ExampleColumns {
             source: &row.source,
             source_row: row.source_row,
         };
+        if let Some(messages) = row.messages {
+            self.messages.push((self.source_row.len(), messages));
+        }
         self.push_row(&texts, row.parent_id.as_deref());
-        self.messages.push(row.messages);
     }
 
     /// Appends a row that has no messages and no parent, from borrowed text.
     pub fn push_texts(&mut self, row: &RowTexts<'_>) {
         self.push_row(row, None);
-        self.messages.push(None);
     }
 
     fn push_row(&mut self, row: &RowTexts<'_>, parent_id: Option<&str>) {
-        self.id.append_value(row.id);
-        self.input.append_value(row.input);
-        self.output.append_value(row.output);
-        self.label.append_option(row.label);
-        self.source.append_value(row.source);
+        self.id.push_value(row.id);
+        self.input.push_value(row.input);
+        self.output.push_value(row.output);
+        self.label.push(row.label);
+        self.source.push_value(row.source);
         self.source_row.push(row.source_row);
-        self.parent_id.append_option(parent_id);
+        self.parent_id.push(parent_id);
     }
 
     /// The table, its columns in [`schema::COLUMNS`] order.
     pub fn finish(self) -> PolarsResult<Examples> {
         let height = self.source_row.len();
-        let messages: Vec<Option<&[Message]>> =
-            self.messages.iter().map(Option::as_deref).collect();
+        let mut messages: Vec<Option<&[Message]>> = vec![None; height];
+        for (row, turns) in &self.messages {
+            messages[*row] = Some(turns);
+        }
+        let text = |name: &str, builder: TextBuilder| {
+            StringChunked::with_chunk(name.into(), builder.freeze()).into_column()
+        };
         let columns = vec![
-            self.id.finish().into_column(),
-            self.input.finish().into_column(),
-            self.output.finish().into_column(),
-            self.label.finish().into_column(),
+            text(schema::ID, self.id),
+            text(schema::INPUT, self.input),
+            text(schema::OUTPUT, self.output),
+            text(schema::LABEL, self.label),
             schema::messages_column(&messages)?,
-            self.source.finish().into_column(),
+            text(schema::SOURCE, self.source),
             Column::new(schema::SOURCE_ROW.into(), self.source_row),
-            self.parent_id.finish().into_column(),
+            text(schema::PARENT_ID, self.parent_id),
         ];
         Ok(Examples {
             df: DataFrame::new(height, columns)?,
