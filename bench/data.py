@@ -542,18 +542,20 @@ def bench_pipeline(sluice: Path, data: Path, base: Path, args) -> tuple[Samples,
     yaml = pipeline_yaml(f"data/{data.name}")
     sl_counts = pd_counts = {}
     pd_doc: dict = {}
-    for rep in range(args.reps):
+    for rep in range(args.warmup + args.reps):
+        # Warm-up repetitions run and are checked like the others, under their own keys.
+        pre = "warmup " if rep < args.warmup else ""
         ws = sluice_workspace(base, "sluice", data, yaml)
         try:
             m, doc = sluice_run(sluice, ws, args.timeout)
-            s.add("sluice wall", m.seconds)
-            s.add("sluice rss", m.maxrss)
-            s.add("sluice cpu", m.cpu)
+            s.add(pre + "sluice wall", m.seconds)
+            s.add(pre + "sluice rss", m.maxrss)
+            s.add(pre + "sluice cpu", m.cpu)
             for st in doc["stages"]:
-                s.add(f"sluice stage {st['name']}", st.get("duration_ms", 0) / 1000)
-            s.add("sluice engine", m.seconds - sum(st.get("duration_ms", 0) for st in doc["stages"]) / 1000)
+                s.add(f"{pre}sluice stage {st['name']}", st.get("duration_ms", 0) / 1000)
+            s.add(pre + "sluice engine", m.seconds - sum(st.get("duration_ms", 0) for st in doc["stages"]) / 1000)
             for name, ms in lock_durations(ws / "flow.lock").items():
-                s.add(f"sluice work {name}", ms / 1000)
+                s.add(f"{pre}sluice work {name}", ms / 1000)
             sl_counts = sluice_counts(ws)
         finally:
             if not args.keep:
@@ -565,12 +567,12 @@ def bench_pipeline(sluice: Path, data: Path, base: Path, args) -> tuple[Samples,
             pm = run_measured(cmd, base, args.timeout)
             pd_doc = json.loads(pm.stdout)
             pd_counts = pd_doc["counts"]
-            s.add("pandas wall", pm.seconds)
-            s.add("pandas rss", pm.maxrss)
-            s.add("pandas cpu", pm.cpu)
-            s.add("pandas import", pd_doc["import_s"])
+            s.add(pre + "pandas wall", pm.seconds)
+            s.add(pre + "pandas rss", pm.maxrss)
+            s.add(pre + "pandas cpu", pm.cpu)
+            s.add(pre + "pandas import", pd_doc["import_s"])
             for k, v in pd_doc["steps"].items():
-                s.add(f"pandas step {k}", v)
+                s.add(f"{pre}pandas step {k}", v)
             for name in ("train", "validation", "test"):
                 if not (out / f"{name}.parquet").is_file():
                     raise BenchError(f"sanity check failed: pandas wrote no {name}.parquet in {out}")
@@ -578,9 +580,10 @@ def bench_pipeline(sluice: Path, data: Path, base: Path, args) -> tuple[Samples,
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
         load = os.getloadavg()[0]
-        s.add("load", load)
+        label = f"warm-up {rep + 1}/{args.warmup}" if pre else f"rep {rep + 1 - args.warmup}/{args.reps}"
+        s.add(pre + "load", load)
         log(
-            f"  [pipeline] rep {rep + 1}/{args.reps}: sluice {fmt_time(m.seconds)} "
+            f"  [pipeline] {label}: sluice {fmt_time(m.seconds)} "
             f"({fmt_mb(m.maxrss)}; stages "
             + ", ".join(f"{st['name']} {st.get('duration_ms', 0)} ms" for st in doc["stages"])
             + f"), pandas {fmt_time(pm.seconds)} ({fmt_mb(pm.maxrss)}; import {pd_doc['import_s']:.2f} s)"
@@ -758,6 +761,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rows", type=int, help="rows in the dataset (default 1,000,000; --quick: 100,000)")
     p.add_argument("--minhash-rows", type=int, help="rows for MinHash near-dedup (default 100,000; --quick: 20,000)")
     p.add_argument("--reps", type=int, help="repetitions (default 3; --quick: 1)")
+    p.add_argument("--warmup", type=int, help="unmeasured repetitions of both sides first (default 1; --quick: 0)")
     p.add_argument("--datasketch-reps", type=int, default=1, help="repetitions of the datasketch reference (default 1; it is slow)")
     p.add_argument("--no-datasketch", action="store_true", help="skip the datasketch reference")
     p.add_argument("--max-load", type=float, help="wait until the 1-minute load average is below this before measuring (default 1.5; --quick: 0 = do not wait)")
@@ -769,9 +773,11 @@ def parse_args() -> argparse.Namespace:
     a.rows = a.rows or (100_000 if a.quick else 1_000_000)
     a.minhash_rows = a.minhash_rows or (20_000 if a.quick else 100_000)
     a.reps = a.reps or (1 if a.quick else 3)
+    if a.warmup is None:
+        a.warmup = 0 if a.quick else 1
     if a.max_load is None:
         a.max_load = 0.0 if a.quick else 1.5
-    if a.rows < 1000 or a.minhash_rows < 100 or a.reps < 1 or a.datasketch_reps < 0:
+    if a.rows < 1000 or a.minhash_rows < 100 or a.reps < 1 or a.warmup < 0 or a.datasketch_reps < 0:
         p.error("--rows must be at least 1000, --minhash-rows at least 100, --reps at least 1")
     return a
 
@@ -822,6 +828,10 @@ def main() -> int:
             f"- medians of {args.reps} run{'s' if args.reps != 1 else ''}, sluice and pandas interleaved, each "
             f"in a fresh directory; page cache warm; total {elapsed / 60:.1f} min "
             f"({(time.time() - t_measure) / 60:.1f} min measuring)",
+            f"- before them, {args.warmup} warm-up run{'s' if args.warmup != 1 else ''} of each side, checked "
+            f"but not in the medians: " + (", ".join(
+                f"sluice {fmt_time(a)} and pandas {fmt_time(b)}"
+                for a, b in zip(p.all("warmup sluice wall"), p.all("warmup pandas wall"))) or "none"),
             "",
         ]
         footer = footer_lines(args, p, sl_counts, pd_doc, diffs, mh)
