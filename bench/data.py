@@ -778,7 +778,7 @@ def parse_args() -> argparse.Namespace:
     if a.max_load is None:
         a.max_load = 0.0 if a.quick else 1.5
     if a.rows < 1000 or a.minhash_rows < 100 or a.reps < 1 or a.warmup < 0 or a.datasketch_reps < 0:
-        p.error("--rows must be at least 1000, --minhash-rows at least 100, --reps at least 1")
+        p.error("--rows must be at least 1000, --minhash-rows at least 100, --reps at least 1, --warmup and --datasketch-reps at least 0")
     return a
 
 
