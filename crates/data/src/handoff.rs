@@ -106,12 +106,18 @@ mod tests {
         df!("text" => values).unwrap()
     }
 
+    /// A file `name` in `dir` holding `bytes`.
+    fn file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
     #[test]
     fn a_frame_goes_to_the_first_reader_of_its_file_only() {
         let frames = Frames::new();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a");
-        std::fs::write(&path, b"written").unwrap();
+        let path = file(&dir, "a", b"written");
         frames.leave(&path, &frame(&["a"]));
         let linked = dir.path().join("linked");
         std::fs::hard_link(&path, &linked).unwrap();
@@ -124,8 +130,7 @@ mod tests {
     fn a_file_written_again_is_not_the_frame() {
         let frames = Frames::new();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b");
-        std::fs::write(&path, b"written").unwrap();
+        let path = file(&dir, "b", b"written");
         frames.leave(&path, &frame(&["b"]));
         std::fs::write(&path, b"written again, longer").unwrap();
         assert!(frames.take(&path).is_none());
@@ -143,8 +148,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths: Vec<_> = (0..=MAX_FRAMES)
             .map(|i| {
-                let path = dir.path().join(i.to_string());
-                std::fs::write(&path, vec![b'x'; i + 1]).unwrap();
+                let path = file(&dir, &i.to_string(), &vec![b'x'; i + 1]);
                 frames.leave(&path, &frame(&["x"]));
                 path
             })
