@@ -496,7 +496,7 @@ fn validate(o: &AugmentOptions) -> Vec<OptionError> {
         .collect();
     if !(o.factor.is_finite() && o.factor >= 1.0) {
         errors.push(
-            OptionError::new(&["factor"], format!("factor {} is below 1", o.factor))
+            OptionError::new(&["factor"], format!("{} is below 1", o.factor))
                 .hint("1.5 adds at most half as many rows as there are; 1 adds none"),
         );
     }
@@ -510,7 +510,7 @@ fn validate(o: &AugmentOptions) -> Vec<OptionError> {
         if !(0.0..=1.0).contains(&rate) {
             errors.push(OptionError::new(
                 &["alpha", key],
-                format!("rate {rate} is not in [0, 1]"),
+                format!("{rate} is not in [0, 1]"),
             ));
         }
     }

@@ -337,13 +337,13 @@ fn validate(o: &SplitOptions) -> Vec<OptionError> {
         if !(0.0..=1.0).contains(&value) {
             errors.push(OptionError::new(
                 &["ratios", key],
-                format!("ratio {value} is not in [0, 1]"),
+                format!("{value} is not in [0, 1]"),
             ));
         }
     }
     let sum = r.train + r.validation + r.test;
     if (sum - 1.0).abs() > 1e-9 {
-        let error = OptionError::new(&["ratios"], format!("ratios sum to {sum}, not 1"));
+        let error = OptionError::new(&["ratios"], format!("sum to {}, not 1", round(sum)));
         errors.push(if sum > 0.0 && sum.is_finite() {
             error.hint(format!(
                 "scaled to sum to 1: {{train: {}, validation: {}, test: {}}}",

@@ -237,7 +237,7 @@ fn option_errors() {
         errors(json!({"data": "x", "factor": 0.5})),
         [(
             vec!["factor".to_owned()],
-            "factor 0.5 is below 1".to_owned()
+            "0.5 is below 1".to_owned()
         )]
     );
     assert_eq!(
@@ -258,7 +258,7 @@ fn option_errors() {
         errors(json!({"data": "x", "alpha": {"random_swap": 2}})),
         [(
             vec!["alpha".to_owned(), "random_swap".to_owned()],
-            "rate 2 is not in [0, 1]".to_owned()
+            "2 is not in [0, 1]".to_owned()
         )]
     );
     let hint = Augment.check(&json!({"data": "x", "alpha": {"swap": 0.1}}))[0]

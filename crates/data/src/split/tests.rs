@@ -176,7 +176,7 @@ fn option_errors() {
         errors(json!({"data": "x", "ratios": {"train": 0.8, "validation": 0.1, "test": 0.2}})),
         [(
             vec!["ratios".to_owned()],
-            "ratios sum to 1.1, not 1".to_owned(),
+            "sum to 1.1, not 1".to_owned(),
             Some(
                 "scaled to sum to 1: {train: 0.7273, validation: 0.0909, test: 0.1818}".to_owned()
             )
