@@ -68,6 +68,36 @@ fn the_schema_rejects_what_sluice_rejects() {
     let good: serde_json::Value =
         serde_yaml::from_str("version: 1\nname: x\nstages:\n  a:\n    run: x\n").unwrap();
     assert!(validator.is_valid(&good));
+    // A collect source: `path`, or `url` pinned by a digest; sluice says the same (below).
+    let digest = "0".repeat(64);
+    for (source, valid) in [
+        ("{path: a.jsonl}".to_owned(), true),
+        (
+            format!("{{url: 'https://x/a.jsonl', sha256: '{digest}'}}"),
+            true,
+        ),
+        (
+            format!("{{url: 'https://x/a.jsonl', blake3: '{digest}'}}"),
+            true,
+        ),
+        ("{url: 'https://x/a.jsonl'}".to_owned(), false),
+        (
+            "{path: a.jsonl, url: 'https://x/a.jsonl'}".to_owned(),
+            false,
+        ),
+        (format!("{{path: a.jsonl, sha256: '{digest}'}}"), false),
+        ("{format: jsonl}".to_owned(), false),
+    ] {
+        let workflow = format!(
+            "version: 1\nname: x\nstages:\n  a:\n    uses: collect\n    with:\n      sources: [{source}]\n"
+        );
+        let doc: serde_json::Value = serde_yaml::from_str(&workflow).unwrap();
+        assert_eq!(validator.is_valid(&doc), valid, "{source}");
+        let t = Test::new();
+        t.workflow(&workflow);
+        let out = t.sluice(&["validate", "wf.yaml"]);
+        assert_eq!(out.code == 0, valid, "{source}: {}", out.stderr);
+    }
 }
 
 #[test]

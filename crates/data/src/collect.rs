@@ -42,6 +42,13 @@ pub struct CollectOptions {
 /// One source of examples.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {
+        "required": ["path"],
+        "not": {"anyOf": [{"required": ["url"]}, {"required": ["sha256"]}, {"required": ["blake3"]}]}
+    },
+    {"required": ["url"], "anyOf": [{"required": ["sha256"]}, {"required": ["blake3"]}]}
+]))]
 pub struct Source {
     /// A workspace-relative file or glob (`data/support/*.jsonl`, `data/**/*.csv`). A glob's
     /// matches are read in sorted order; hidden files match only a pattern that names the dot.

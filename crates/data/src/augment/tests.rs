@@ -235,10 +235,7 @@ fn option_errors() {
     assert!(errors(json!({"data": "x", "factor": 2, "seed": 3})).is_empty());
     assert_eq!(
         errors(json!({"data": "x", "factor": 0.5})),
-        [(
-            vec!["factor".to_owned()],
-            "0.5 is below 1".to_owned()
-        )]
+        [(vec!["factor".to_owned()], "0.5 is below 1".to_owned())]
     );
     assert_eq!(
         errors(json!({"data": "x", "method": "templates", "templates": ["no placeholder"]})),
