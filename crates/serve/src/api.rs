@@ -252,6 +252,8 @@ pub(crate) struct ParsedRequest {
     stop: Vec<String>,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
+    /// How many choices to generate for the one prompt (`n`).
+    pub(crate) n: usize,
 }
 
 /// A request body that is a JSON object with a non-null value for every `required` parameter.
@@ -299,9 +301,10 @@ impl ParsedRequest {
                     stop: stop_sequences(body.stop)?,
                     stream: body.stream.unwrap_or(false),
                     include_usage: include_usage(body.stream_options),
+                    n: choices(body.n)?,
                     model: body.model,
                 }
-                .checked(body.n)?
+                .checked()?
             }
             Endpoint::Chat => {
                 let body: ChatBody = typed(value)?;
@@ -319,23 +322,16 @@ impl ParsedRequest {
                     stop: stop_sequences(body.stop)?,
                     stream: body.stream.unwrap_or(false),
                     include_usage: include_usage(body.stream_options),
+                    n: choices(body.n)?,
                     model: body.model,
                 }
-                .checked(body.n)?
+                .checked()?
             }
         };
         Ok(parsed)
     }
 
-    fn checked(self, n: Option<u64>) -> Result<Self, ApiError> {
-        if let Some(n) = n
-            && n != 1
-        {
-            return Err(ApiError::invalid(
-                format!("n must be 1, got {n}: this server returns one choice per request"),
-                Some("n"),
-            ));
-        }
+    fn checked(self) -> Result<Self, ApiError> {
         if !(0.0..=2.0).contains(&self.temperature) {
             return Err(ApiError::invalid(
                 format!(
@@ -394,6 +390,21 @@ impl ParsedRequest {
             seed: self.seed,
             stop: self.stop.clone(),
         })
+    }
+}
+
+/// The most choices (`n`) one generation request may ask for.
+pub(crate) const MAX_CHOICES: usize = 16;
+
+/// `n`: 1 when absent, else 1 to [`MAX_CHOICES`].
+fn choices(n: Option<u64>) -> Result<usize, ApiError> {
+    match n {
+        None => Ok(1),
+        Some(n) if (1..=MAX_CHOICES as u64).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ApiError::invalid(
+            format!("n must be between 1 and {MAX_CHOICES}, got {n}"),
+            Some("n"),
+        )),
     }
 }
 
@@ -640,36 +651,41 @@ impl Reply {
         }
     }
 
-    /// The whole, non-streamed response.
-    pub(crate) fn completion(&self, generation: &Generation) -> Value {
-        let choice = match self.endpoint {
-            Endpoint::Completions => json!({
-                "index": 0,
-                "text": generation.text,
-                "logprobs": null,
-                "finish_reason": generation.finish_reason,
-            }),
-            Endpoint::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": generation.text},
-                "logprobs": null,
-                "finish_reason": generation.finish_reason,
-            }),
-        };
+    /// The whole, non-streamed response: one choice per generation, in order.
+    pub(crate) fn completion(&self, generations: &[Generation]) -> Value {
+        let choices: Vec<Value> = generations
+            .iter()
+            .enumerate()
+            .map(|(index, generation)| match self.endpoint {
+                Endpoint::Completions => json!({
+                    "index": index,
+                    "text": generation.text,
+                    "logprobs": null,
+                    "finish_reason": generation.finish_reason,
+                }),
+                Endpoint::Chat => json!({
+                    "index": index,
+                    "message": {"role": "assistant", "content": generation.text},
+                    "logprobs": null,
+                    "finish_reason": generation.finish_reason,
+                }),
+            })
+            .collect();
         json!({
             "id": self.id,
             "object": self.object(false),
             "created": self.created,
             "model": self.model,
-            "choices": [choice],
-            "usage": usage(generation),
+            "choices": choices,
+            "usage": usage(generations),
         })
     }
 
-    /// A stream chunk carrying `text` (for chat, the first chunk also names the role), or the
-    /// last one carrying the finish reason.
+    /// A stream chunk of choice `index` carrying `text` (for chat, the first chunk of a choice
+    /// names the role), or the last one of that choice, carrying its finish reason.
     pub(crate) fn chunk(
         &self,
+        index: usize,
         text: &str,
         first: bool,
         finish: Option<&Generation>,
@@ -678,7 +694,7 @@ impl Reply {
         let finish_reason = finish.map(|g| g.finish_reason);
         let choice = match self.endpoint {
             Endpoint::Completions => json!({
-                "index": 0,
+                "index": index,
                 "text": text,
                 "logprobs": null,
                 "finish_reason": finish_reason,
@@ -690,7 +706,7 @@ impl Reply {
                     (false, None) => json!({"content": text}),
                 };
                 json!({
-                    "index": 0,
+                    "index": index,
                     "delta": delta,
                     "logprobs": null,
                     "finish_reason": finish_reason,
@@ -704,10 +720,11 @@ impl Reply {
         chunk
     }
 
-    /// The extra last chunk of `stream_options.include_usage`: no choices, the usage.
-    pub(crate) fn usage_chunk(&self, generation: &Generation) -> Value {
+    /// The extra last chunk of `stream_options.include_usage`: no choices, the usage of them
+    /// all.
+    pub(crate) fn usage_chunk(&self, generations: &[Generation]) -> Value {
         let mut chunk = self.chunk_head(Vec::new());
-        chunk["usage"] = usage(generation);
+        chunk["usage"] = usage(generations);
         chunk
     }
 
@@ -730,12 +747,22 @@ impl Reply {
     }
 }
 
-fn usage(generation: &Generation) -> Value {
+/// The usage of a request's choices: the prompt counted once (as OpenAI does), the
+/// completions added up.
+fn usage(generations: &[Generation]) -> Value {
+    let (prompt_tokens, completion_tokens) = tokens(generations);
     json!({
-        "prompt_tokens": generation.prompt_tokens,
-        "completion_tokens": generation.completion_tokens,
-        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
     })
+}
+
+/// Prompt tokens (once) and completion tokens (all choices) of a request's generations.
+pub(crate) fn tokens(generations: &[Generation]) -> (usize, usize) {
+    let prompt = generations.first().map_or(0, |g| g.prompt_tokens);
+    let completion = generations.iter().map(|g| g.completion_tokens).sum();
+    (prompt, completion)
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -802,11 +829,19 @@ mod tests {
             r#"{"model":"m","prompt":[1,2]}"#,
             Err((Some("prompt"), "array of 2")),
         );
+        check(Completions, r#"{"model":"m","prompt":"a","n":2}"#, Ok(()));
         check(
-            Completions,
-            r#"{"model":"m","prompt":"a","n":2}"#,
-            Err((Some("n"), "n must be 1")),
+            Chat,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":16}"#,
+            Ok(()),
         );
+        for n in ["0", "17", "-1"] {
+            check(
+                Completions,
+                &format!(r#"{{"model":"m","prompt":"a","n":{n}}}"#),
+                Err((Some("n"), "n")),
+            );
+        }
         check(
             Completions,
             r#"{"model":"m","prompt":"a","max_tokens":0}"#,

@@ -13,33 +13,54 @@ use crate::{Backend, GenerateRequest, Generation};
 /// Pieces buffered between the backend and a slow client before the backend waits.
 const PIECES_IN_FLIGHT: usize = 64;
 
-/// What a running generation reports.
+/// What a running generation reports, for its choice (the index of `n`).
 #[derive(Debug)]
 pub(crate) enum Piece {
-    Text(String),
-    Done(Result<Generation, String>),
+    Text(usize, String),
+    /// A choice is complete, or failed (then no other choice follows).
+    Done(usize, Result<Generation, String>),
 }
 
-/// Starts `backend.generate(req)` on a blocking thread. `hold` (the queue ticket, the slot
-/// permit, the in-flight gauge) is released when the backend returns, not when the client
-/// leaves, so the bound counts work that is really running. Dropping the receiver asks the
-/// backend to stop.
+/// Starts `n` generations of `req` one after another on a blocking thread: choice `i` samples
+/// with seed `req.seed + i`, so that a seeded request gets `n` different, reproducible answers.
+/// `hold` (the queue ticket, the slot permit, the in-flight gauge) is released when the backend
+/// returns the last one, not when the client leaves, so the bound counts work that is really
+/// running. Dropping the receiver asks the backend to stop.
 pub(crate) fn start(
     backend: Arc<dyn Backend>,
     req: GenerateRequest,
+    n: usize,
     hold: impl Send + 'static,
 ) -> mpsc::Receiver<Piece> {
     let (tx, rx) = mpsc::channel(PIECES_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
-        let mut on_text =
-            |text: &str| text.is_empty() || tx.blocking_send(Piece::Text(text.to_owned())).is_ok();
-        let result = catch_unwind(AssertUnwindSafe(|| backend.generate(&req, &mut on_text)))
-            .unwrap_or_else(|panic| Err(format!("backend panicked: {}", panic_message(&*panic))));
-        // Free the slot before reporting, so that a client who has its answer finds the slot
-        // free.
-        drop(hold);
-        // The receiver may be gone (the client left); nothing to tell then.
-        let _ = tx.blocking_send(Piece::Done(result));
+        let mut hold = Some(hold);
+        for index in 0..n {
+            let req = GenerateRequest {
+                seed: req.seed.map(|seed| seed.wrapping_add(index as u64)),
+                ..req.clone()
+            };
+            let mut on_text = |text: &str| {
+                text.is_empty()
+                    || tx
+                        .blocking_send(Piece::Text(index, text.to_owned()))
+                        .is_ok()
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| backend.generate(&req, &mut on_text)))
+                .unwrap_or_else(|panic| {
+                    Err(format!("backend panicked: {}", panic_message(&*panic)))
+                });
+            let last = index + 1 == n || result.is_err() || tx.is_closed();
+            if last {
+                // Free the slot before reporting, so that a client who has its answer finds
+                // the slot free.
+                drop(hold.take());
+            }
+            // The receiver may be gone (the client left); nothing to tell then.
+            if tx.blocking_send(Piece::Done(index, result)).is_err() || last {
+                return;
+            }
+        }
     });
     rx
 }
@@ -70,11 +91,19 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Waits for the end of a generation, dropping the pieces (the result holds the whole text).
-pub(crate) async fn finish(rx: &mut mpsc::Receiver<Piece>) -> Result<Generation, String> {
+/// Waits for the end of all `n` generations, dropping the pieces (each result holds its whole
+/// text); the first error ends the wait.
+pub(crate) async fn finish(
+    rx: &mut mpsc::Receiver<Piece>,
+    n: usize,
+) -> Result<Vec<Generation>, String> {
+    let mut generations = Vec::with_capacity(n);
     while let Some(piece) = rx.recv().await {
-        if let Piece::Done(result) = piece {
-            return result;
+        if let Piece::Done(_, result) = piece {
+            generations.push(result?);
+            if generations.len() == n {
+                return Ok(generations);
+            }
         }
     }
     Err("the backend stopped without a result".to_owned())

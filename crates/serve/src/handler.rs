@@ -22,7 +22,7 @@ use crate::api::{ApiError, ClassifyRequest, Endpoint, ParsedRequest, Reply, Rout
 use crate::generation::{self, Piece};
 use crate::metrics::{Gauge, Observation};
 use crate::variant::splitmix64;
-use crate::{AppState, VARIANT_HEADER};
+use crate::{AppState, Generation, VARIANT_HEADER};
 
 pub(crate) async fn completions(
     State(state): State<AppState>,
@@ -169,6 +169,8 @@ struct Started {
     reply: Reply,
     stream: bool,
     include_usage: bool,
+    /// How many choices the pieces are of.
+    n: usize,
     pieces: mpsc::Receiver<Piece>,
 }
 
@@ -208,17 +210,23 @@ async fn start(
         reply: Reply::new(endpoint, backend.id(), unique),
         stream: parsed.stream,
         include_usage: parsed.include_usage,
-        pieces: generation::start(Arc::clone(backend), request, (ticket, slot, in_flight)),
+        n: parsed.n,
+        pieces: generation::start(
+            Arc::clone(backend),
+            request,
+            parsed.n,
+            (ticket, slot, in_flight),
+        ),
     })
 }
 
 impl Started {
     async fn respond(mut self, mut observation: Observation) -> Response {
         if !self.stream {
-            return match generation::finish(&mut self.pieces).await {
-                Ok(generation) => {
-                    observation.succeed(&generation);
-                    Json(self.reply.completion(&generation)).into_response()
+            return match generation::finish(&mut self.pieces, self.n).await {
+                Ok(generations) => {
+                    observation.succeed(&generations);
+                    Json(self.reply.completion(&generations)).into_response()
                 }
                 Err(message) => {
                     observation.fail(500);
@@ -229,7 +237,7 @@ impl Started {
         // Wait for the first piece before committing to a 200, so that a backend that fails
         // at once is answered with a plain 500.
         let first = match self.pieces.recv().await {
-            Some(Piece::Done(Err(message))) => {
+            Some(Piece::Done(_, Err(message))) => {
                 observation.fail(500);
                 return ApiError::server(message).into_response();
             }
@@ -259,6 +267,7 @@ async fn stream_events(
     let Started {
         reply,
         include_usage,
+        n,
         mut pieces,
         ..
     } = started;
@@ -267,37 +276,57 @@ async fn stream_events(
         let events = events.clone();
         async move { events.send(Ok(event)).await.is_ok() }
     };
-    // Chat streams open with the assistant's role and empty content, as OpenAI's do.
-    if reply.endpoint == Endpoint::Chat && !send(&reply.chunk("", true, None, include_usage)).await
-    {
-        return;
-    }
+    // Chat streams open each choice with the assistant's role and empty content, as OpenAI's
+    // do. The choices follow one another: all of choice 0's chunks, then choice 1's, …
+    let mut opened = 0;
+    let mut done: Vec<Generation> = Vec::with_capacity(n);
     let mut next = Some(first);
     loop {
         let piece = match next.take() {
             Some(piece) => Some(piece),
             None => pieces.recv().await,
         };
+        let index = match &piece {
+            Some(Piece::Text(index, _) | Piece::Done(index, Ok(_))) => Some(*index),
+            _ => None,
+        };
+        if let Some(index) = index
+            && reply.endpoint == Endpoint::Chat
+        {
+            while opened <= index {
+                if !send(&reply.chunk(opened, "", true, None, include_usage)).await {
+                    return;
+                }
+                opened += 1;
+            }
+        }
         match piece {
-            Some(Piece::Text(text)) => {
-                if !send(&reply.chunk(&text, false, None, include_usage)).await {
+            Some(Piece::Text(index, text)) => {
+                if !send(&reply.chunk(index, &text, false, None, include_usage)).await {
                     return;
                 }
             }
-            Some(Piece::Done(Ok(generation))) => {
-                observation.succeed(&generation);
-                let mut ok = send(&reply.chunk("", false, Some(&generation), include_usage)).await;
-                if ok && include_usage {
-                    ok = send(&reply.usage_chunk(&generation)).await;
+            Some(Piece::Done(index, Ok(generation))) => {
+                let finish = reply.chunk(index, "", false, Some(&generation), include_usage);
+                done.push(generation);
+                if done.len() == n {
+                    observation.succeed(&done);
                 }
-                if ok {
-                    // Counted before the client can see the end of the stream.
-                    drop(observation);
-                    let _ = events.send(Ok(Event::default().data("[DONE]"))).await;
+                if !send(&finish).await {
+                    return;
                 }
+                if done.len() < n {
+                    continue;
+                }
+                if include_usage && !send(&reply.usage_chunk(&done)).await {
+                    return;
+                }
+                // Counted before the client can see the end of the stream.
+                drop(observation);
+                let _ = events.send(Ok(Event::default().data("[DONE]"))).await;
                 return;
             }
-            Some(Piece::Done(Err(message))) => {
+            Some(Piece::Done(_, Err(message))) => {
                 observation.fail(500);
                 send(&ApiError::server(message).body()).await;
                 return;

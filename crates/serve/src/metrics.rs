@@ -282,9 +282,10 @@ impl Observation {
         self.status = status;
     }
 
-    pub(crate) fn succeed(&mut self, generation: &Generation) {
+    /// A request answered with these generations (its `n` choices).
+    pub(crate) fn succeed(&mut self, generations: &[Generation]) {
         self.status = 200;
-        self.tokens = Some((generation.prompt_tokens, generation.completion_tokens));
+        self.tokens = Some(crate::api::tokens(generations));
     }
 }
 
@@ -320,12 +321,12 @@ mod tests {
         let metrics = Arc::new(Metrics::new(vec!["a".to_owned(), "b\"x".to_owned()]));
         {
             let mut ok = metrics.observe(0, Endpoint::Chat);
-            ok.succeed(&Generation {
+            ok.succeed(&[Generation {
                 text: String::new(),
                 prompt_tokens: 3,
                 completion_tokens: 5,
                 finish_reason: FinishReason::Stop,
-            });
+            }]);
             metrics.observe(1, Endpoint::Completions).fail(400);
         }
         let _queued = metrics.raise(Gauge::Queued, 1);

@@ -173,6 +173,37 @@ impl Backend for Failing {
     }
 }
 
+/// Answers with the seed it was given, in two pieces: `seed`, ` 5`; the prompt is two tokens.
+struct Seeded;
+
+impl Backend for Seeded {
+    fn id(&self) -> &str {
+        "seeded"
+    }
+    fn context_length(&self) -> usize {
+        64
+    }
+    fn chat_prompt(&self, _: &[ChatMessage]) -> String {
+        String::new()
+    }
+    fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, String> {
+        let pieces = ["seed".to_owned(), format!(" {:?}", req.seed)];
+        for piece in &pieces {
+            on_text(piece);
+        }
+        Ok(Generation {
+            text: pieces.concat(),
+            prompt_tokens: 2,
+            completion_tokens: 2,
+            finish_reason: FinishReason::Stop,
+        })
+    }
+}
+
 /// Panics in every generation.
 struct Panicking;
 
@@ -624,6 +655,88 @@ async fn chat_streams_deltas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_gives_that_many_choices_each_with_its_own_seed() {
+    let server = Server::single(Arc::new(Seeded)).await;
+    let client = server.client();
+
+    let body = client
+        .post(
+            "/v1/completions",
+            &json!({"model": "seeded", "prompt": "x", "n": 3, "seed": 5}),
+        )
+        .await
+        .json();
+    let choices: Vec<(u64, &str)> = body["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["index"].as_u64().unwrap(), c["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        choices,
+        [
+            (0, "seed Some(5)"),
+            (1, "seed Some(6)"),
+            (2, "seed Some(7)")
+        ]
+    );
+    // The prompt counts once, the completions add up.
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 2, "completion_tokens": 6, "total_tokens": 8})
+    );
+
+    // A chat stream: each choice opens with the role, then its content, then its finish.
+    let events = client
+        .post(
+            "/v1/chat/completions",
+            &json!({
+                "model": "seeded", "messages": [{"role": "user", "content": "x"}], "n": 2,
+                "seed": 9, "stream": true, "stream_options": {"include_usage": true},
+            }),
+        )
+        .await
+        .events();
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let (usage, chunks) = chunks.split_last().unwrap();
+    assert_eq!(
+        usage["usage"],
+        json!({"prompt_tokens": 2, "completion_tokens": 4, "total_tokens": 6})
+    );
+    let shown: Vec<(u64, Value, Value)> = chunks
+        .iter()
+        .map(|c| {
+            let choice = &c["choices"][0];
+            (
+                choice["index"].as_u64().unwrap(),
+                choice["delta"].clone(),
+                choice["finish_reason"].clone(),
+            )
+        })
+        .collect();
+    let role = json!({"role": "assistant", "content": ""});
+    let content = |text: &str| json!({"content": text});
+    assert_eq!(
+        shown,
+        [
+            (0, role.clone(), Value::Null),
+            (0, content("seed"), Value::Null),
+            (0, content(" Some(9)"), Value::Null),
+            (0, json!({}), json!("stop")),
+            (1, role, Value::Null),
+            (1, content("seed"), Value::Null),
+            (1, content(" Some(10)"), Value::Null),
+            (1, json!({}), json!("stop")),
+        ]
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_health_and_metrics() {
     let variants = Variants::new(
         "main",
@@ -904,14 +1017,14 @@ async fn bad_requests_get_openai_errors() {
         ),
         (
             "/v1/completions",
-            json!({"model": "echo-1", "prompt": "x", "n": 2}),
+            json!({"model": "echo-1", "prompt": "x", "n": 17}),
             400,
             json!("n"),
             Value::Null,
         ),
         (
             "/v1/chat/completions",
-            json!({"model": "echo-1", "messages": [{"role": "user", "content": "x"}], "n": 2}),
+            json!({"model": "echo-1", "messages": [{"role": "user", "content": "x"}], "n": 0}),
             400,
             json!("n"),
             Value::Null,
