@@ -15,6 +15,8 @@ use crate::{Backend, ChatMessage, GenerateRequest, Generation};
 const MAX_STOP: usize = 4;
 /// OpenAI's default `max_tokens` for `/v1/completions`.
 const COMPLETION_DEFAULT_MAX_TOKENS: usize = 16;
+/// The most prompts one `/v1/completions` request may hold.
+const MAX_PROMPTS: usize = 64;
 
 /// An error answered to a client: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,7 +237,8 @@ struct MessageBody {
 /// What the request asks for, before a backend is known.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Input {
-    Prompt(String),
+    /// One or more prompts, each answered with `n` choices.
+    Prompts(Vec<String>),
     Chat(Vec<ChatMessage>),
 }
 
@@ -293,7 +296,7 @@ impl ParsedRequest {
             Endpoint::Completions => {
                 let body: CompletionBody = typed(value)?;
                 Self {
-                    input: Input::Prompt(prompt_text(&body.prompt)?),
+                    input: Input::Prompts(prompt_texts(&body.prompt)?),
                     max_tokens: body.max_tokens.map(|n| (n, "max_tokens")),
                     temperature: body.temperature.unwrap_or(1.0),
                     top_p: body.top_p.unwrap_or(1.0),
@@ -356,16 +359,19 @@ impl ParsedRequest {
         Ok(self)
     }
 
-    /// The generation request for `backend`: the chat template applied and `max_tokens`
-    /// defaulted and checked against the context length.
-    pub(crate) fn generate_request(
+    /// The generation requests for `backend`, one per choice: `n` for each prompt, in order
+    /// (prompt 0's choices, then prompt 1's, …), choice `i` of a prompt seeded `seed + i`; the
+    /// chat template applied and `max_tokens` defaulted and checked against the context length.
+    pub(crate) fn generate_requests(
         &self,
         backend: &dyn Backend,
-    ) -> Result<GenerateRequest, ApiError> {
+    ) -> Result<Vec<GenerateRequest>, ApiError> {
         let context = backend.context_length();
-        let (prompt, default_max) = match &self.input {
-            Input::Prompt(prompt) => (prompt.clone(), COMPLETION_DEFAULT_MAX_TOKENS.min(context)),
-            Input::Chat(messages) => (backend.chat_prompt(messages), context),
+        let (prompts, default_max) = match &self.input {
+            Input::Prompts(prompts) => {
+                (prompts.clone(), COMPLETION_DEFAULT_MAX_TOKENS.min(context))
+            }
+            Input::Chat(messages) => (vec![backend.chat_prompt(messages)], context),
         };
         let max_tokens = match self.max_tokens {
             None => default_max,
@@ -382,14 +388,20 @@ impl ParsedRequest {
                 }
             },
         };
-        Ok(GenerateRequest {
-            prompt,
-            max_tokens,
-            temperature: self.temperature,
-            top_p: self.top_p,
-            seed: self.seed,
-            stop: self.stop.clone(),
-        })
+        let mut requests = Vec::with_capacity(prompts.len() * self.n);
+        for prompt in prompts {
+            for choice in 0..self.n {
+                requests.push(GenerateRequest {
+                    prompt: prompt.clone(),
+                    max_tokens,
+                    temperature: self.temperature,
+                    top_p: self.top_p,
+                    seed: self.seed.map(|seed| seed.wrapping_add(choice as u64)),
+                    stop: self.stop.clone(),
+                });
+            }
+        }
+        Ok(requests)
     }
 }
 
@@ -514,27 +526,27 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     })
 }
 
-fn prompt_text(prompt: &Value) -> Result<String, ApiError> {
+/// The prompts of a completion request: a string, or an array of 1 to [`MAX_PROMPTS`] strings.
+fn prompt_texts(prompt: &Value) -> Result<Vec<String>, ApiError> {
+    let invalid = |message: String| Err(ApiError::invalid(message, Some("prompt")));
     match prompt {
-        Value::String(text) => Ok(text.clone()),
-        Value::Array(items) => match items.as_slice() {
-            [Value::String(text)] => Ok(text.clone()),
-            [_] => Err(ApiError::invalid(
-                "prompt must be a string or an array of one string (token arrays are not supported)",
-                Some("prompt"),
-            )),
-            _ => Err(ApiError::invalid(
-                format!(
-                    "prompt must be a single string, got an array of {}: send one prompt per request",
-                    items.len()
-                ),
-                Some("prompt"),
-            )),
-        },
-        _ => Err(ApiError::invalid(
-            "prompt must be a string or an array of one string",
-            Some("prompt"),
+        Value::String(text) => Ok(vec![text.clone()]),
+        Value::Array(items) if items.is_empty() => invalid("prompt must not be empty".to_owned()),
+        Value::Array(items) if items.len() > MAX_PROMPTS => invalid(format!(
+            "prompt is an array of {} strings; the most one request may hold is {MAX_PROMPTS}",
+            items.len()
         )),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(text) => Ok(text.clone()),
+                _ => Err(ApiError::invalid(
+                    "prompt must be a string or an array of strings (token arrays are not supported)",
+                    Some("prompt"),
+                )),
+            })
+            .collect(),
+        _ => invalid("prompt must be a string or an array of strings".to_owned()),
     }
 }
 
@@ -652,7 +664,7 @@ impl Reply {
     }
 
     /// The whole, non-streamed response: one choice per generation, in order.
-    pub(crate) fn completion(&self, generations: &[Generation]) -> Value {
+    pub(crate) fn completion(&self, generations: &[Generation], n: usize) -> Value {
         let choices: Vec<Value> = generations
             .iter()
             .enumerate()
@@ -677,7 +689,7 @@ impl Reply {
             "created": self.created,
             "model": self.model,
             "choices": choices,
-            "usage": usage(generations),
+            "usage": usage(generations, n),
         })
     }
 
@@ -722,9 +734,9 @@ impl Reply {
 
     /// The extra last chunk of `stream_options.include_usage`: no choices, the usage of them
     /// all.
-    pub(crate) fn usage_chunk(&self, generations: &[Generation]) -> Value {
+    pub(crate) fn usage_chunk(&self, generations: &[Generation], n: usize) -> Value {
         let mut chunk = self.chunk_head(Vec::new());
-        chunk["usage"] = usage(generations);
+        chunk["usage"] = usage(generations, n);
         chunk
     }
 
@@ -747,10 +759,10 @@ impl Reply {
     }
 }
 
-/// The usage of a request's choices: the prompt counted once (as OpenAI does), the
-/// completions added up.
-fn usage(generations: &[Generation]) -> Value {
-    let (prompt_tokens, completion_tokens) = tokens(generations);
+/// The usage of a request's choices, `n` to a prompt: each prompt counted once (as OpenAI
+/// does), the completions added up.
+fn usage(generations: &[Generation], n: usize) -> Value {
+    let (prompt_tokens, completion_tokens) = tokens(generations, n);
     json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -758,9 +770,14 @@ fn usage(generations: &[Generation]) -> Value {
     })
 }
 
-/// Prompt tokens (once) and completion tokens (all choices) of a request's generations.
-pub(crate) fn tokens(generations: &[Generation]) -> (usize, usize) {
-    let prompt = generations.first().map_or(0, |g| g.prompt_tokens);
+/// Prompt tokens (each prompt once) and completion tokens (all choices) of a request's
+/// generations, `n` to a prompt.
+pub(crate) fn tokens(generations: &[Generation], n: usize) -> (usize, usize) {
+    let prompt = generations
+        .iter()
+        .step_by(n.max(1))
+        .map(|g| g.prompt_tokens)
+        .sum();
     let completion = generations.iter().map(|g| g.completion_tokens).sum();
     (prompt, completion)
 }
@@ -819,15 +836,21 @@ mod tests {
             r#"{"model":"m"}"#,
             Err((Some("prompt"), "missing")),
         );
-        check(
-            Completions,
-            r#"{"model":"m","prompt":["a","b"]}"#,
-            Err((Some("prompt"), "array of 2")),
-        );
+        check(Completions, r#"{"model":"m","prompt":["a","b"]}"#, Ok(()));
         check(
             Completions,
             r#"{"model":"m","prompt":[1,2]}"#,
-            Err((Some("prompt"), "array of 2")),
+            Err((Some("prompt"), "token arrays are not supported")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":[]}"#,
+            Err((Some("prompt"), "must not be empty")),
+        );
+        check(
+            Completions,
+            &format!(r#"{{"model":"m","prompt":{:?}}}"#, vec!["a"; 65]),
+            Err((Some("prompt"), "the most one request may hold is 64")),
         );
         check(Completions, r#"{"model":"m","prompt":"a","n":2}"#, Ok(()));
         check(

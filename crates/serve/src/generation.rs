@@ -13,7 +13,7 @@ use crate::{Backend, GenerateRequest, Generation};
 /// Pieces buffered between the backend and a slow client before the backend waits.
 const PIECES_IN_FLIGHT: usize = 64;
 
-/// What a running generation reports, for its choice (the index of `n`).
+/// What a running generation reports, for its choice (its index among the requests).
 #[derive(Debug)]
 pub(crate) enum Piece {
     Text(usize, String),
@@ -21,25 +21,20 @@ pub(crate) enum Piece {
     Done(usize, Result<Generation, String>),
 }
 
-/// Starts `n` generations of `req` one after another on a blocking thread: choice `i` samples
-/// with seed `req.seed + i`, so that a seeded request gets `n` different, reproducible answers.
-/// `hold` (the queue ticket, the slot permit, the in-flight gauge) is released when the backend
-/// returns the last one, not when the client leaves, so the bound counts work that is really
-/// running. Dropping the receiver asks the backend to stop.
+/// Starts the generations of `requests` (one per choice) one after another on a blocking
+/// thread. `hold` (the queue ticket, the slot permit, the in-flight gauge) is released when the
+/// backend returns the last one, not when the client leaves, so the bound counts work that is
+/// really running. Dropping the receiver asks the backend to stop.
 pub(crate) fn start(
     backend: Arc<dyn Backend>,
-    req: GenerateRequest,
-    n: usize,
+    requests: Vec<GenerateRequest>,
     hold: impl Send + 'static,
 ) -> mpsc::Receiver<Piece> {
     let (tx, rx) = mpsc::channel(PIECES_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
         let mut hold = Some(hold);
-        for index in 0..n {
-            let req = GenerateRequest {
-                seed: req.seed.map(|seed| seed.wrapping_add(index as u64)),
-                ..req.clone()
-            };
+        let count = requests.len();
+        for (index, req) in requests.into_iter().enumerate() {
             let mut on_text = |text: &str| {
                 text.is_empty()
                     || tx
@@ -50,7 +45,7 @@ pub(crate) fn start(
                 .unwrap_or_else(|panic| {
                     Err(format!("backend panicked: {}", panic_message(&*panic)))
                 });
-            let last = index + 1 == n || result.is_err() || tx.is_closed();
+            let last = index + 1 == count || result.is_err() || tx.is_closed();
             if last {
                 // Free the slot before reporting, so that a client who has its answer finds
                 // the slot free.
@@ -91,17 +86,17 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Waits for the end of all `n` generations, dropping the pieces (each result holds its whole
-/// text); the first error ends the wait.
+/// Waits for the end of all `count` generations, dropping the pieces (each result holds its
+/// whole text); the first error ends the wait.
 pub(crate) async fn finish(
     rx: &mut mpsc::Receiver<Piece>,
-    n: usize,
+    count: usize,
 ) -> Result<Vec<Generation>, String> {
-    let mut generations = Vec::with_capacity(n);
+    let mut generations = Vec::with_capacity(count);
     while let Some(piece) = rx.recv().await {
         if let Piece::Done(_, result) = piece {
             generations.push(result?);
-            if generations.len() == n {
+            if generations.len() == count {
                 return Ok(generations);
             }
         }

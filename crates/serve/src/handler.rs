@@ -169,8 +169,10 @@ struct Started {
     reply: Reply,
     stream: bool,
     include_usage: bool,
-    /// How many choices the pieces are of.
+    /// Choices per prompt.
     n: usize,
+    /// How many choices the pieces are of: `n` for each prompt.
+    choices: usize,
     pieces: mpsc::Receiver<Piece>,
 }
 
@@ -197,7 +199,7 @@ async fn start(
             Some("model"),
         ));
     }
-    let request = parsed.generate_request(backend.as_ref())?;
+    let requests = parsed.generate_requests(backend.as_ref())?;
 
     let ticket = state.0.queue.admit().ok_or_else(ApiError::overloaded)?;
     let queued = state.0.metrics.raise(Gauge::Queued, variant);
@@ -211,22 +213,18 @@ async fn start(
         stream: parsed.stream,
         include_usage: parsed.include_usage,
         n: parsed.n,
-        pieces: generation::start(
-            Arc::clone(backend),
-            request,
-            parsed.n,
-            (ticket, slot, in_flight),
-        ),
+        choices: requests.len(),
+        pieces: generation::start(Arc::clone(backend), requests, (ticket, slot, in_flight)),
     })
 }
 
 impl Started {
     async fn respond(mut self, mut observation: Observation) -> Response {
         if !self.stream {
-            return match generation::finish(&mut self.pieces, self.n).await {
+            return match generation::finish(&mut self.pieces, self.choices).await {
                 Ok(generations) => {
-                    observation.succeed(&generations);
-                    Json(self.reply.completion(&generations)).into_response()
+                    observation.succeed(&generations, self.n);
+                    Json(self.reply.completion(&generations, self.n)).into_response()
                 }
                 Err(message) => {
                     observation.fail(500);
@@ -268,6 +266,7 @@ async fn stream_events(
         reply,
         include_usage,
         n,
+        choices,
         mut pieces,
         ..
     } = started;
@@ -279,7 +278,7 @@ async fn stream_events(
     // Chat streams open each choice with the assistant's role and empty content, as OpenAI's
     // do. The choices follow one another: all of choice 0's chunks, then choice 1's, …
     let mut opened = 0;
-    let mut done: Vec<Generation> = Vec::with_capacity(n);
+    let mut done: Vec<Generation> = Vec::with_capacity(choices);
     let mut next = Some(first);
     loop {
         let piece = match next.take() {
@@ -309,16 +308,16 @@ async fn stream_events(
             Some(Piece::Done(index, Ok(generation))) => {
                 let finish = reply.chunk(index, "", false, Some(&generation), include_usage);
                 done.push(generation);
-                if done.len() == n {
-                    observation.succeed(&done);
+                if done.len() == choices {
+                    observation.succeed(&done, n);
                 }
                 if !send(&finish).await {
                     return;
                 }
-                if done.len() < n {
+                if done.len() < choices {
                     continue;
                 }
-                if include_usage && !send(&reply.usage_chunk(&done)).await {
+                if include_usage && !send(&reply.usage_chunk(&done, n)).await {
                     return;
                 }
                 // Counted before the client can see the end of the stream.

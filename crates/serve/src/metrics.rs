@@ -282,10 +282,10 @@ impl Observation {
         self.status = status;
     }
 
-    /// A request answered with these generations (its `n` choices).
-    pub(crate) fn succeed(&mut self, generations: &[Generation]) {
+    /// A request answered with these generations, `n` choices to a prompt.
+    pub(crate) fn succeed(&mut self, generations: &[Generation], n: usize) {
         self.status = 200;
-        self.tokens = Some(crate::api::tokens(generations));
+        self.tokens = Some(crate::api::tokens(generations, n));
     }
 }
 
@@ -321,12 +321,15 @@ mod tests {
         let metrics = Arc::new(Metrics::new(vec!["a".to_owned(), "b\"x".to_owned()]));
         {
             let mut ok = metrics.observe(0, Endpoint::Chat);
-            ok.succeed(&[Generation {
-                text: String::new(),
-                prompt_tokens: 3,
-                completion_tokens: 5,
-                finish_reason: FinishReason::Stop,
-            }]);
+            ok.succeed(
+                &[Generation {
+                    text: String::new(),
+                    prompt_tokens: 3,
+                    completion_tokens: 5,
+                    finish_reason: FinishReason::Stop,
+                }],
+                1,
+            );
             metrics.observe(1, Endpoint::Completions).fail(400);
         }
         let _queued = metrics.raise(Gauge::Queued, 1);

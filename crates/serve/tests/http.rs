@@ -737,6 +737,35 @@ async fn n_gives_that_many_choices_each_with_its_own_seed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_array_gets_n_choices_per_prompt_in_order() {
+    let server = Server::single(echo("echo-1")).await;
+    let body = server
+        .client()
+        .post(
+            "/v1/completions",
+            &json!({"model": "echo-1", "prompt": ["a b", "c d e"], "n": 2}),
+        )
+        .await
+        .json();
+    let choices: Vec<(u64, &str)> = body["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["index"].as_u64().unwrap(), c["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        choices,
+        [(0, "b a"), (1, "b a"), (2, "e d c"), (3, "e d c")]
+    );
+    // Each prompt counts once (2 + 3 tokens), every choice's completion counts.
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15})
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_health_and_metrics() {
     let variants = Variants::new(
         "main",
@@ -1038,7 +1067,7 @@ async fn bad_requests_get_openai_errors() {
         ),
         (
             "/v1/completions",
-            json!({"model": "echo-1", "prompt": ["a", "b"]}),
+            json!({"model": "echo-1", "prompt": [[1, 2]]}),
             400,
             json!("prompt"),
             Value::Null,
