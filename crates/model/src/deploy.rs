@@ -1,8 +1,8 @@
 //! The `deploy` stage kind: checks a gate over a model's metrics and, when it passes, writes a
 //! self-describing bundle to `deployments/<name>/<version>/` in the workspace: the weights with
 //! any LoRA adapter folded in (prompt-tuning embeddings stay beside them as PEFT files),
-//! `config.json`, `tokenizer.json`, `generation_config.json`, `sluice.json`, `metrics.json`, a
-//! model card (`README.md`) and `deployment.json`.
+//! `config.json`, `tokenizer.json`, `tokenizer_config.json`, `generation_config.json`,
+//! `sluice.json`, `metrics.json`, a model card (`README.md`) and `deployment.json`.
 //!
 //! The version is `v-` and the first 12 hex digits of the bundle's content digest, so the same
 //! model and metrics always deploy to the same version, and a version that exists is never
@@ -145,7 +145,8 @@ impl StageKind for Deploy {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: a causal bundle has tokenizer_config.json and ends at `<|im_end|>` too.
+        2
     }
 
     fn description(&self) -> &'static str {

@@ -1,6 +1,6 @@
 //! Model directories in the Hugging Face layout `transformers`' `save_pretrained` writes:
 //! `config.json`, `model.safetensors` (or shards listed by `model.safetensors.index.json`),
-//! `tokenizer.json`, `generation_config.json`; plus PEFT adapter files for LoRA and prompt tuning,
+//! `tokenizer.json`, `tokenizer_config.json`, `generation_config.json`; plus PEFT adapter files for LoRA and prompt tuning,
 //! and `sluice.json`, which records how the model was trained and the prompt template to use
 //! with it. A BERT directory (`model_type: bert`) holds a sequence classifier: [`load_classifier`]
 //! and [`save_classifier`] read and write it as `BertForSequenceClassification` does.
@@ -226,8 +226,21 @@ pub fn save_dir(
             serde_json::to_value(eos).expect("serialises"),
         );
     }
+    // A conversation's assistant turn ends with `<|im_end|>`, where sluice's generation stops
+    // too: Transformers and vLLM stop there when it is an end token here.
+    let mut ends = model.config.eos_all();
+    if let (false, Some(im_end)) = (ends.is_empty(), tokenizer.token_to_id(tokenizer::IM_END)) {
+        if !ends.contains(&im_end) {
+            ends.push(im_end);
+        }
+        generation.insert("eos_token_id".into(), ends.into());
+    }
     write_json(&dir.join(GENERATION_CONFIG), &generation)?;
     tokenizer::save(tokenizer, &dir.join(TOKENIZER))?;
+    write_json(
+        &dir.join(TOKENIZER_CONFIG),
+        &causal_tokenizer_config(model, tokenizer),
+    )?;
     match (&model.lora, &model.prompt) {
         (Some(lora), _) if !merge => lora.save_peft(dir, &info.base, None)?,
         (_, Some(p)) => {
@@ -244,6 +257,33 @@ pub fn save_dir(
     let mut info = info.clone();
     info.merged = merge && model.lora.is_some();
     write_json(&dir.join(SLUICE), &info)
+}
+
+/// The ChatML template of [`crate::template::chat_prompt`], in the Jinja of Transformers'
+/// `apply_chat_template`: the same prompt that `sluice serve` renders for a conversation.
+const CHATML_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/// `tokenizer_config.json` for a causal model, so that `AutoTokenizer` knows its special tokens,
+/// its context and the chat template sluice prompts it with.
+fn causal_tokenizer_config(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut config = serde_json::Map::new();
+    config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+    let c = &model.config;
+    for (key, id) in [
+        ("bos_token", c.bos_token_id),
+        ("eos_token", c.eos()),
+        ("pad_token", c.pad_token_id),
+    ] {
+        if let Some(token) = id.and_then(|id| tokenizer.id_to_token(id)) {
+            config.insert(key.into(), token.into());
+        }
+    }
+    config.insert("model_max_length".into(), c.max_position_embeddings.into());
+    config.insert("chat_template".into(), CHATML_TEMPLATE.into());
+    config
 }
 
 /// A loaded classifier with its tokenizer and training record.

@@ -355,7 +355,34 @@ fn init_training_lowers_validation_loss_and_writes_outputs() {
         a.model.last_logits(&ids).unwrap().to_vec1::<f32>().unwrap(),
         b.model.last_logits(&ids).unwrap().to_vec1::<f32>().unwrap()
     );
-    assert_eq!(a.info.unwrap().method, "full");
+    assert_eq!(a.info.as_ref().unwrap().method, "full");
+
+    // What Transformers reads: the special tokens and the chat template sluice prompts with,
+    // generation ending at `</s>` and `<|im_end|>`, and `<s>` put first when asked for.
+    let dir = out.join("model");
+    let config: serde_json::Value = hf::read_json(&dir.join("tokenizer_config.json")).unwrap();
+    assert_eq!(config["bos_token"], "<s>");
+    assert_eq!(config["eos_token"], "</s>");
+    assert_eq!(config["pad_token"], "<pad>");
+    assert_eq!(
+        config["model_max_length"],
+        a.model.config.max_position_embeddings
+    );
+    assert!(
+        config["chat_template"]
+            .as_str()
+            .unwrap()
+            .contains("<|im_start|>assistant")
+    );
+    let generation: serde_json::Value = hf::read_json(&dir.join("generation_config.json")).unwrap();
+    let im_end = a.tokenizer.token_to_id("<|im_end|>").unwrap();
+    assert_eq!(generation["eos_token_id"], serde_json::json!([2, im_end]));
+    let prompt = "Q: hello\nA: ";
+    let with_specials = a.tokenizer.encode_fast(prompt, true).unwrap();
+    assert_eq!(
+        with_specials.get_ids(),
+        crate::generate::prompt_ids(&a, prompt).unwrap()
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
+use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{
     AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper,
     PreTokenizerWrapper, TokenizerBuilder, TokenizerImpl,
@@ -47,9 +48,21 @@ pub fn save(tokenizer: &Tokenizer, path: &Path) -> Result<()> {
 
 /// Trains a byte-level BPE tokenizer of `vocab` entries (special tokens included) on `texts`.
 /// Deterministic: the same texts give the same `tokenizer.json`.
+///
+/// Its post-processor puts `<s>` before a text when special tokens are asked for, as sluice
+/// itself prompts the model ([`crate::generate::prompt_ids`]): Transformers' `tokenizer(text)`
+/// then gives the ids sluice trained on. sluice encodes without special tokens and adds the
+/// begin token itself.
 pub fn train<'a>(texts: impl Iterator<Item = &'a str> + Send, vocab: usize) -> Result<Tokenizer> {
-    let byte_level = ByteLevel::new(false, true, true);
-    train_bpe(texts, vocab, &SPECIALS, byte_level.into())
+    let bos = SPECIALS.iter().position(|s| *s == BOS).expect("a special") as u32;
+    let post = TemplateProcessing::builder()
+        .try_single(format!("{BOS} $A"))
+        .and_then(|b| b.try_pair(format!("{BOS} $A {BOS} $B:1")))
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?
+        .special_tokens(vec![(BOS, bos)])
+        .build()
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    train_bpe(texts, vocab, &SPECIALS, post.into())
 }
 
 /// As [`train`], with BERT's special tokens and `[CLS] … [SEP]` added around each text.

@@ -15,7 +15,10 @@ impl StageKind for Train {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: a llama's directory has tokenizer_config.json (special tokens, ChatML
+        // template), generation_config.json ends at `<|im_end|>` too, and a tokenizer trained here
+        // puts `<s>` first when asked for special tokens.
+        2
     }
 
     fn description(&self) -> &'static str {
