@@ -50,8 +50,17 @@ fn unknown_stage_or_output_in_a_reference() {
         &[
             "stage `prep` has no output `dat`",
             "wf.yaml:10:10",
-            "did you mean `data`?",
+            "did you mean `data`? (stage `prep` has outputs: `data`)",
         ],
+    );
+    // Nothing close: the outputs, listed once.
+    let t = Test::new();
+    t.workflow("version: 1\nname: x\nstages:\n  prep:\n    run: echo > ${{ outputs.o }}\n    outputs: {o: a.txt}\n  use:\n    run: cat ${{ stages.prep.outputs.report }}\n");
+    let r = t.sluice(&["validate", "wf.yaml"]).fails(1);
+    assert!(
+        r.stderr.contains("hint: valid outputs: `o`\n"),
+        "{}",
+        r.stderr
     );
 }
 

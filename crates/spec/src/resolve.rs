@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path};
 
-use crate::error::{Pos, SpecError, SpecErrors, suggestion};
+use crate::error::{Pos, SpecError, SpecErrors, closest, suggestion};
 use crate::kinds::{KindInfo, Kinds};
 use crate::resolved::{Dependency, InputSource, Needs, ResolvedStage, ResolvedWorkflow};
 use crate::template::{self, Ref, Segment};
@@ -991,17 +991,18 @@ impl Resolver<'_> {
                                 let hint = if outs.is_empty() {
                                     format!("stage `{stage}` declares no outputs")
                                 } else {
-                                    suggestion(output, "outputs", outs.keys().map(String::as_str))
-                                        .map(|h| {
-                                            format!(
-                                                "{h} (stage `{stage}` has outputs: {})",
-                                                outs.keys()
-                                                    .map(|k| format!("`{k}`"))
-                                                    .collect::<Vec<_>>()
-                                                    .join(", ")
-                                            )
-                                        })
-                                        .unwrap_or_default()
+                                    let names = || outs.keys().map(String::as_str);
+                                    match closest(output, names()) {
+                                        Some(best) => format!(
+                                            "did you mean `{best}`? (stage `{stage}` has outputs: {})",
+                                            names()
+                                                .map(|k| format!("`{k}`"))
+                                                .collect::<Vec<_>>()
+                                                .join(", ")
+                                        ),
+                                        None => suggestion(output, "outputs", names())
+                                            .unwrap_or_default(),
+                                    }
                                 };
                                 self.error_w(
                                     pos,
