@@ -34,21 +34,72 @@ fn options(schema: &Value) -> Vec<String> {
                     other => other.as_str().unwrap_or("").to_owned(),
                 })
                 .unwrap_or_default();
-            let desc = p
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .lines()
-                .next()
-                .unwrap_or("");
+            let desc = p.get("description").and_then(Value::as_str).unwrap_or("");
             let req = if required.contains(&name.as_str()) {
                 " (required)"
             } else {
                 ""
             };
-            format!("  {name:<width$}  {ty:<8} {desc}{req}")
+            let head = format!("  {name:<width$}  {ty:<8} ");
+            let indent = " ".repeat(head.chars().count());
+            wrap(
+                &format!("{desc}{req}"),
+                LINE_WIDTH.saturating_sub(indent.len()).max(40),
+            )
+            .iter()
+            .enumerate()
+            .map(|(i, line)| format!("{}{line}", if i == 0 { &head } else { &indent }))
+            .collect::<Vec<_>>()
+            .join("\n")
         })
         .collect()
+}
+
+/// The width `sluice stages KIND` wraps descriptions to.
+const LINE_WIDTH: usize = 100;
+
+/// `text`'s words (its line breaks taken as spaces) in lines of at most `width` characters; a
+/// longer word gets a line of its own.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_words_to_the_width() {
+        assert_eq!(wrap("a bb\ncc  d", 4), ["a bb", "cc d"]);
+        assert_eq!(wrap("", 4), [""]);
+        assert_eq!(wrap("abcdef g", 4), ["abcdef", "g"]);
+    }
+
+    #[test]
+    fn an_option_shows_its_whole_description() {
+        let schema = serde_json::json!({
+            "properties": {"data": {"type": "string", "description": "The examples:\nall of them."}},
+            "required": ["data"],
+        });
+        assert_eq!(
+            options(&schema),
+            ["  data  string   The examples: all of them. (required)"]
+        );
+    }
 }
 
 pub fn stages(args: StagesArgs) -> Result<u8> {
