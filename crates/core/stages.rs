@@ -78,30 +78,6 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wraps_words_to_the_width() {
-        assert_eq!(wrap("a bb\ncc  d", 4), ["a bb", "cc d"]);
-        assert_eq!(wrap("", 4), [""]);
-        assert_eq!(wrap("abcdef g", 4), ["abcdef", "g"]);
-    }
-
-    #[test]
-    fn an_option_shows_its_whole_description() {
-        let schema = serde_json::json!({
-            "properties": {"data": {"type": "string", "description": "The examples:\nall of them."}},
-            "required": ["data"],
-        });
-        assert_eq!(
-            options(&schema),
-            ["  data  string   The examples: all of them. (required)"]
-        );
-    }
-}
-
 pub fn stages(args: StagesArgs) -> Result<u8> {
     let catalog = catalog();
     match &args.kind {
@@ -157,4 +133,28 @@ pub fn stages(args: StagesArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_words_to_the_width() {
+        assert_eq!(wrap("a bb\ncc  d", 4), ["a bb", "cc d"]);
+        assert_eq!(wrap("", 4), [""]);
+        assert_eq!(wrap("abcdef g", 4), ["abcdef", "g"]);
+    }
+
+    #[test]
+    fn an_option_shows_its_whole_description() {
+        let schema = serde_json::json!({
+            "properties": {"data": {"type": "string", "description": "The examples:\nall of them."}},
+            "required": ["data"],
+        });
+        assert_eq!(
+            options(&schema),
+            ["  data  string   The examples: all of them. (required)"]
+        );
+    }
 }
