@@ -19,28 +19,19 @@ fn options(schema: &Value) -> Vec<String> {
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let width = props.keys().map(String::len).max().unwrap_or(0);
+    let types: Vec<String> = props.values().map(|p| type_name(p, schema, 0)).collect();
+    let type_width = types.iter().map(String::len).max().unwrap_or(0).max(8);
     props
         .iter()
-        .map(|(name, p)| {
-            let ty = p
-                .get("type")
-                .map(|t| match t {
-                    Value::Array(a) => a
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .filter(|t| *t != "null")
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                    other => other.as_str().unwrap_or("").to_owned(),
-                })
-                .unwrap_or_default();
+        .zip(types)
+        .map(|((name, p), ty)| {
             let desc = p.get("description").and_then(Value::as_str).unwrap_or("");
             let req = if required.contains(&name.as_str()) {
                 " (required)"
             } else {
                 ""
             };
-            let head = format!("  {name:<width$}  {ty:<8} ");
+            let head = format!("  {name:<width$}  {ty:<type_width$} ");
             let indent = " ".repeat(head.chars().count());
             wrap(
                 &format!("{desc}{req}"),
@@ -53,6 +44,44 @@ fn options(schema: &Value) -> Vec<String> {
             .join("\n")
         })
         .collect()
+}
+
+/// The JSON type(s) an option takes, `|`-separated, `null` left out: through `$ref`s into the
+/// schema's `$defs`, and over the branches of `anyOf`/`oneOf` (an enum is a `string`).
+fn type_name(p: &Value, schema: &Value, depth: usize) -> String {
+    let mut found: Vec<String> = Vec::new();
+    match p.get("type") {
+        Some(Value::String(t)) => found.push(t.clone()),
+        Some(Value::Array(ts)) => {
+            found.extend(ts.iter().filter_map(Value::as_str).map(str::to_owned))
+        }
+        _ => {}
+    }
+    if found.is_empty() && depth < 8 {
+        if let Some(def) = p
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|target| target.strip_prefix("#/$defs/"))
+            .and_then(|name| schema.get("$defs")?.get(name))
+        {
+            found.push(type_name(def, schema, depth + 1));
+        }
+        for key in ["anyOf", "oneOf"] {
+            for branch in p.get(key).and_then(Value::as_array).into_iter().flatten() {
+                found.push(type_name(branch, schema, depth + 1));
+            }
+        }
+        if p.get("enum").is_some() || p.get("const").is_some_and(Value::is_string) {
+            found.push("string".to_owned());
+        }
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for name in found.iter().flat_map(|f| f.split('|')) {
+        if !name.is_empty() && name != "null" && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.join("|")
 }
 
 /// The width `sluice stages KIND` wraps descriptions to.
@@ -144,6 +173,32 @@ mod tests {
         assert_eq!(wrap("a bb\ncc  d", 4), ["a bb", "cc d"]);
         assert_eq!(wrap("", 4), [""]);
         assert_eq!(wrap("abcdef g", 4), ["abcdef", "g"]);
+    }
+
+    #[test]
+    fn types_are_found_through_refs_and_branches() {
+        let schema = serde_json::json!({
+            "$defs": {
+                "Mode": {"oneOf": [{"const": "a", "type": "string"}, {"const": "b"}]},
+                "Rules": {"anyOf": [{"$ref": "#/$defs/Mode"}, {"type": "array"}]},
+                "Near": {"type": "object", "properties": {}},
+            },
+        });
+        let of = |p: serde_json::Value| type_name(&p, &schema, 0);
+        assert_eq!(
+            of(serde_json::json!({"$ref": "#/$defs/Rules"})),
+            "string|array"
+        );
+        assert_eq!(
+            of(serde_json::json!({"anyOf": [{"$ref": "#/$defs/Near"}, {"type": "null"}]})),
+            "object"
+        );
+        assert_eq!(
+            of(serde_json::json!({"type": ["integer", "null"]})),
+            "integer"
+        );
+        assert_eq!(of(serde_json::json!({"enum": ["x"]})), "string");
+        assert_eq!(of(serde_json::json!({"$ref": "#/$defs/Missing"})), "");
     }
 
     #[test]
