@@ -65,7 +65,7 @@ pub struct Source {
     #[serde(default)]
     pub blake3: Option<String>,
     /// The file format; by default from the file extension (`.jsonl`/`.ndjson`, `.json`,
-    /// `.csv`, `.parquet`/`.pq`, `.txt`/`.text`/`.md`).
+    /// `.csv`, `.tsv`/`.tab`, `.parquet`/`.pq`, `.txt`/`.text`/`.md`).
     #[serde(default)]
     pub format: Option<Format>,
     /// For `format: text`: `line` (default, one example per non-blank line) or `file` (one
@@ -613,7 +613,7 @@ fn validate(o: &CollectOptions) -> Vec<OptionError> {
             if last.contains('.') && !last.ends_with('*') && Format::infer(last).is_none() {
                 errors.push(
                     error("format", format!("cannot tell the format of `{name}`"))
-                        .hint("set `format: jsonl` (or json, csv, parquet, text)"),
+                        .hint("set `format: jsonl` (or json, csv, tsv, parquet, text)"),
                 );
             }
         }

@@ -21,6 +21,9 @@ pub enum Format {
     Json,
     /// CSV with a header row (`.csv`); every value is read as text.
     Csv,
+    /// Tab-separated values with a header row (`.tsv`, `.tab`), quoted as CSV is; every value is
+    /// read as text.
+    Tsv,
     /// Parquet (`.parquet`, `.pq`).
     Parquet,
     /// Plain text (`.txt`, `.text`, `.md`): see `text_mode`. Each example's `input` is the
@@ -37,6 +40,7 @@ impl Format {
             "jsonl" | "ndjson" => Format::Jsonl,
             "json" => Format::Json,
             "csv" => Format::Csv,
+            "tsv" | "tab" => Format::Tsv,
             "parquet" | "pq" => Format::Parquet,
             "txt" | "text" | "md" => Format::Text,
             _ => return None,
@@ -133,7 +137,8 @@ pub fn read(
     match format {
         Format::Jsonl => read_jsonl(&bytes()?, each),
         Format::Json => each(read_json(&bytes()?, shown)?),
-        Format::Csv => each(read_csv(&bytes()?, shown)?),
+        Format::Csv => each(read_delimited(&bytes()?, shown, b',', "CSV")?),
+        Format::Tsv => each(read_delimited(&bytes()?, shown, b'\t', "TSV")?),
         Format::Parquet => each(read_parquet(path, shown)?),
         Format::Text => each(read_text(&bytes()?, text_mode)),
     }
@@ -292,13 +297,20 @@ fn read_json(bytes: &[u8], shown: &str) -> Result<Vec<Record>, StageError> {
         .collect())
 }
 
-fn read_csv(bytes: &[u8], shown: &str) -> Result<Vec<Record>, StageError> {
+/// CSV (`delimiter` `,`) or TSV (`\t`), named `what` in errors.
+fn read_delimited(
+    bytes: &[u8],
+    shown: &str,
+    delimiter: u8,
+    what: &str,
+) -> Result<Vec<Record>, StageError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
+        .delimiter(delimiter)
         .from_reader(strip_bom(bytes));
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| StageError::failed(format!("{shown}: cannot read the CSV header: {e}")))?
+        .map_err(|e| StageError::failed(format!("{shown}: cannot read the {what} header: {e}")))?
         .iter()
         .map(str::to_owned)
         .collect();
@@ -328,10 +340,12 @@ fn read_csv(bytes: &[u8], shown: &str) -> Result<Vec<Record>, StageError> {
                     csv::ErrorKind::UnequalLengths {
                         expected_len, len, ..
                     } => {
-                        format!("malformed CSV record: {len} fields, the header has {expected_len}")
+                        format!(
+                            "malformed {what} record: {len} fields, the header has {expected_len}"
+                        )
                     }
-                    csv::ErrorKind::Utf8 { .. } => "malformed CSV record: not UTF-8".to_owned(),
-                    _ => format!("malformed CSV record: {e}"),
+                    csv::ErrorKind::Utf8 { .. } => format!("malformed {what} record: not UTF-8"),
+                    _ => format!("malformed {what} record: {e}"),
                 };
                 records.push(Record::malformed(place, message));
                 // An IO error would repeat forever; anything else leaves the reader past the record.

@@ -183,6 +183,32 @@ fn malformed_lines_are_skipped_and_counted() {
 }
 
 #[test]
+fn tsv_sources_by_extension_or_format() {
+    let ws = Workspace::new();
+    ws.write(
+        "data/a.tsv",
+        "question\tanswer\nq1\ta, with comma\n\"q\t2\"\t\"a2\"\n",
+    );
+    ws.write("data/b.txt", "question\tanswer\nq3\ta3\n");
+    let run = collect(
+        &ws,
+        json!({
+            "sources": [{"path": "data/a.tsv"}, {"path": "data/b.txt", "format": "tsv"}],
+            "fields": {"input": "question", "output": "answer"},
+        }),
+    );
+    let rows = run.rows("data");
+    assert_eq!(inputs(&rows), ["q1", "q\t2", "q3"]);
+    assert_eq!(rows[0].output, "a, with comma");
+    ws.write("data/c.tsv", "input\toutput\na\tb\tc\n");
+    let err = collect_err(&ws, json!({"sources": [{"path": "data/c.tsv"}]}));
+    assert_eq!(
+        err,
+        "data/c.tsv:2: malformed TSV record: 3 fields, the header has 2"
+    );
+}
+
+#[test]
 fn malformed_csv_record_names_its_line() {
     let ws = Workspace::new();
     ws.write("data/a.csv", "input,output\na,b\nc,d,e\nf,g\n");
@@ -415,7 +441,7 @@ fn option_errors() {
             (
                 &["sources", "2", "format"],
                 "cannot tell the format of `a.xyz`",
-                Some("set `format: jsonl` (or json, csv, parquet, text)"),
+                Some("set `format: jsonl` (or json, csv, tsv, parquet, text)"),
             ),
             (
                 &["sources", "3"],
