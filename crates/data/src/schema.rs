@@ -8,7 +8,7 @@
 //! | `label`      | string                                 | yes  | class label, for classification and for `split`'s `stratify` |
 //! | `messages`   | list of struct {`role`: string, `content`: string} | yes | the whole conversation, for chat data (roles `system`, `user`, `assistant`, …); when set, `input` and `output` are rendered from it |
 //! | `source`     | string                                 | no   | where the row came from: a workspace-relative file, or the URL of a `url:` source |
-//! | `source_row` | uint64                                 | no   | 1-based position in that source: the line for JSON Lines and text, the element for a JSON array, the record (after the header) for CSV, the row for Parquet, `1` for a whole text file |
+//! | `source_row` | uint64                                 | no   | 1-based position in that source: the line for JSON Lines and text, the element for a JSON array, the record (after the header) for CSV and TSV, the row for Parquet, `1` for a whole text file |
 //! | `parent_id`  | string                                 | yes  | for rows made by `augment`, the `id` of the row they were made from; `split` keeps a row with its parent |
 //!
 //! Row order is meaningful and stable: every stage keeps the order of its input, so that the same
