@@ -187,3 +187,35 @@ fn a_killed_training_run_resumes_from_its_checkpoint() {
         "the checkpoint is removed once the stage succeeds"
     );
 }
+
+/// In a sluice built without `cuda`, a model stage that asks for a GPU stops the run before
+/// anything runs, unless it allows `fallback: cpu`, which places it on the CPU.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_model_stage_asking_for_a_gpu_this_build_cannot_use() {
+    let workflow = |resources: &str| {
+        format!(
+            "version: 1\nname: g\nstages:\n  collect:\n    uses: collect\n    with:\n      sources: [{{path: raw/qa.jsonl}}]\n  pretrain:\n    uses: train\n    with:\n      base: {{init: {{arch: llama, hidden: 16, layers: 1, heads: 2, vocab: 290, seq: 32}}}}\n      data: ${{{{ stages.collect.outputs.data }}}}\n      max_steps: 1\n    resources: {resources}\n"
+        )
+    };
+    let t = Test::new();
+    t.write("raw/qa.jsonl", &rows(8))
+        .workflow(&workflow("{gpu: 1}"));
+    let r = t.sluice(&["run", "wf.yaml", "--devices", "gpu:0"]).fails(1);
+    r.stderr_has("stage `pretrain` asks for 1 GPU, but `train` cannot use one: this sluice was built without the `cuda` feature");
+    r.stderr_has("--> wf.yaml:14:5");
+    r.stderr_has("fallback: cpu");
+    assert!(!t.exists("build/g/collect/data.parquet"), "nothing runs");
+
+    t.workflow(&workflow("{gpu: 1, fallback: cpu}"));
+    let r = t.run(&["--devices", "gpu:0"]);
+    assert_eq!(r.status_of("pretrain"), "ran", "{}", r.stderr);
+    let j = r.json();
+    let pretrain = j["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pretrain")
+        .unwrap();
+    assert_eq!(pretrain["device"], "cpu", "{j}");
+}

@@ -133,6 +133,66 @@ pub fn inventory(args: &DeviceArgs) -> Result<sluice_exec::Inventory> {
     }
 }
 
+/// Builtin stages that ask for GPUs their kind cannot use in this build (the model kinds in a
+/// sluice built without `cuda`): with `fallback: cpu` they are placed on the CPU; without, the
+/// run stops here, before anything runs, naming each one.
+fn gpu_capability(loaded: &mut Loaded, options: &RunOptions) -> Result<()> {
+    let selected = match &options.targets {
+        Some(t) => loaded.plan.closure(t),
+        None => loaded.plan.order().to_vec(),
+    };
+    let mut problems = Vec::new();
+    for i in selected {
+        let stage = &mut loaded.plan.workflow.stages[i];
+        let Some((kind, reason)) = stage.uses.as_deref().and_then(|name| {
+            let kind = options.catalog.get(name)?;
+            Some((kind.name(), kind.gpu_unavailable()?))
+        }) else {
+            continue;
+        };
+        if stage.needs.gpu == 0 {
+            continue;
+        }
+        if stage.needs.fallback_cpu {
+            tracing::info!(
+                "stage `{}` runs on the CPU: `{kind}` cannot use a GPU ({reason})",
+                stage.name
+            );
+            stage.needs.gpu = 0;
+            stage.needs.gpu_memory = None;
+            continue;
+        }
+        let pos = if stage.needs.pos.line > 0 {
+            stage.needs.pos
+        } else {
+            stage.pos
+        };
+        let plural = if stage.needs.gpu == 1 { "GPU" } else { "GPUs" };
+        problems.push((
+            pos,
+            format!(
+                "stage `{}` asks for {} {plural}, but `{kind}` cannot use one: {reason}",
+                stage.name, stage.needs.gpu
+            ),
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let wf = &loaded.plan.workflow;
+    let errors = problems
+        .into_iter()
+        .map(|(pos, message)| {
+            sluice_spec::SpecError::new(&wf.file, pos, message)
+                .with_hint(
+                    "build with `cargo build --release --features cuda`, set `gpu: 0`, or add `fallback: cpu` to run it on the CPU",
+                )
+                .with_source(&wf.source)
+        })
+        .collect();
+    Err(Failure::Spec(sluice_spec::SpecErrors(errors)).into())
+}
+
 /// Fails, naming each stage and what it asked for, if a stage can never be placed.
 fn check_placement(loaded: &Loaded, options: &RunOptions) -> Result<()> {
     let problems = sluice_exec::check_placement(&loaded.plan, options);
@@ -176,7 +236,7 @@ fn width(loaded: &Loaded) -> usize {
 pub async fn run(args: RunArgs) -> Result<u8> {
     let started = Instant::now();
     let (store, _lock) = open_locked(&crate::workspace::current_root()?)?;
-    let loaded = load(
+    let mut loaded = load(
         args.workflow.file.as_deref(),
         &args.workflow.params,
         Some(&store),
@@ -210,6 +270,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         catalog: Arc::new(crate::catalog::catalog()),
         ..RunOptions::default_without_inventory()
     };
+    gpu_capability(&mut loaded, &options)?;
     check_placement(&loaded, &options)?;
     let previous = read_lockfile(&loaded, &store)?;
 
@@ -391,7 +452,7 @@ pub async fn repro(args: ReproArgs) -> Result<u8> {
         );
     };
     let params = params_from(&lock, &first);
-    let loaded = load(args.file.as_deref(), &params, Some(&store))?;
+    let mut loaded = load(args.file.as_deref(), &params, Some(&store))?;
     let options = RunOptions {
         jobs: args.jobs.unwrap_or_else(default_jobs),
         force: true,
@@ -401,6 +462,7 @@ pub async fn repro(args: ReproArgs) -> Result<u8> {
         catalog: Arc::new(crate::catalog::catalog()),
         ..RunOptions::default_without_inventory()
     };
+    gpu_capability(&mut loaded, &options)?;
     check_placement(&loaded, &options)?;
     if !args.json {
         eprintln!(

@@ -181,6 +181,10 @@ impl StageKind for Deploy {
         Ok(o.reads())
     }
 
+    fn gpu_unavailable(&self) -> Option<&'static str> {
+        crate::trainer::GPU_UNAVAILABLE
+    }
+
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
         let o: DeployOptions = options::parse_for_run(ctx.with)?;
         Ok(run(ctx, &o)?)

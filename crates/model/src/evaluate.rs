@@ -216,6 +216,10 @@ impl StageKind for Evaluate {
         Ok(o.reads())
     }
 
+    fn gpu_unavailable(&self) -> Option<&'static str> {
+        crate::trainer::GPU_UNAVAILABLE
+    }
+
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
         let o: EvaluateOptions = options::parse_for_run(ctx.with)?;
         Ok(run(ctx, &o)?)

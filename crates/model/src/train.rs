@@ -65,6 +65,10 @@ impl StageKind for Train {
         Ok(o.reads())
     }
 
+    fn gpu_unavailable(&self) -> Option<&'static str> {
+        crate::trainer::GPU_UNAVAILABLE
+    }
+
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
         let o: TrainOptions = options::parse_for_run(ctx.with)?;
         trainer::run(ctx, &o)

@@ -28,6 +28,13 @@ pub const MODEL: &str = "model";
 pub const HISTORY: &str = "history";
 pub const CURVE: &str = "curve";
 
+/// Why the model kinds cannot use a GPU in this build, if they cannot.
+pub const GPU_UNAVAILABLE: Option<&str> = if cfg!(feature = "cuda") {
+    None
+} else {
+    Some("this sluice was built without the `cuda` feature")
+};
+
 /// The device a stage runs on, as candle names it.
 pub fn candle_device(device: &sluice_stage::Device) -> Result<Device> {
     match device {

@@ -193,6 +193,13 @@ pub trait StageKind: Send + Sync {
         let _ = (with, workspace);
         Ok(Vec::new())
     }
+    /// Why this kind cannot run on a GPU that the scheduler gives it, in this build; `None` when
+    /// it can, or when it never uses one (it runs on the CPU whatever it is given). A stage of
+    /// such a kind that asks for a GPU is placed on the CPU when it allows `fallback: cpu`, and
+    /// is an error before anything runs otherwise.
+    fn gpu_unavailable(&self) -> Option<&'static str> {
+        None
+    }
     /// Does the work.
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageReport, StageError>;
     /// Called after the workflow's lockfile has been written, for each stage of this kind that
