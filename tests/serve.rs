@@ -152,4 +152,11 @@ fn serve_answers_the_openai_api_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "sluice serve ignored SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // A deployment's name directory serves its newest version.
+    let name_dir = bundle.rsplit_once('/').unwrap().0;
+    let server = Server::start(&t, &[name_dir]);
+    let (status, body) = http(&server.addr, "GET", "/v1/models", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("\"id\":\"{model}\"")), "{body}");
 }

@@ -2,7 +2,7 @@
 //! with optional A/B variants, until Ctrl-C or SIGTERM. A classifier bundle answers
 //! `POST /v1/classify`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -15,10 +15,33 @@ use sluice_serve::{Backend, ServeConfig, Variant, Variants};
 use crate::cli::ServeArgs;
 use crate::exit;
 
+/// The directory to serve for `dir`: itself, or — for a deployment name's directory
+/// (`deployments/support-bot`), which holds versions rather than a model — its newest version.
+fn model_dir(dir: &Path) -> Result<PathBuf> {
+    if dir.join(sluice_model::hf::CONFIG).exists() {
+        return Ok(dir.to_owned());
+    }
+    let versions = sluice_model::deploy::versions(dir)
+        .with_context(|| format!("cannot read the bundles in {}", dir.display()))?;
+    let Some((newest, d)) = versions.last() else {
+        return Ok(dir.to_owned());
+    };
+    eprintln!(
+        "serving {}: the newest of {} version{} of `{}` ({})",
+        newest.display(),
+        versions.len(),
+        if versions.len() == 1 { "" } else { "s" },
+        d.name,
+        d.created
+    );
+    Ok(newest.clone())
+}
+
 /// Loads a model directory — a causal LM that generates, or a classifier that answers
 /// `/v1/classify` — and names it: a bundle is `<name>/<version>`, any other directory its path
-/// as given.
+/// as given. A deployment name's directory serves its newest bundle.
 fn backend(dir: &Path) -> Result<(String, Arc<dyn Backend>)> {
+    let dir = &model_dir(dir)?;
     let record = dir.join(DEPLOYMENT_JSON);
     let name = if record.is_file() {
         let text = std::fs::read_to_string(&record)

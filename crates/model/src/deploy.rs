@@ -538,20 +538,29 @@ pub fn list(workspace: &Path) -> Result<Vec<(PathBuf, Deployment)>> {
         return Ok(out);
     };
     for name in names.flatten() {
-        let Ok(versions) = std::fs::read_dir(name.path()) else {
-            continue;
-        };
-        for version in versions.flatten() {
-            let record = version.path().join(DEPLOYMENT_JSON);
-            if version.file_name().to_string_lossy().starts_with('.') || !record.exists() {
-                continue;
-            }
-            out.push((version.path(), hf::read_json::<Deployment>(&record)?));
-        }
+        out.extend(versions(&name.path())?);
     }
     out.sort_by(|a, b| {
         (&a.1.name, &a.1.created, &a.1.version).cmp(&(&b.1.name, &b.1.created, &b.1.version))
     });
+    Ok(out)
+}
+
+/// The bundles directly inside `dir` (one deployment name's directory), oldest first; none when
+/// it is not a directory. A hidden directory (a bundle being written) is not a bundle.
+pub fn versions(dir: &Path) -> Result<Vec<(PathBuf, Deployment)>> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(out);
+    };
+    for version in entries.flatten() {
+        let record = version.path().join(DEPLOYMENT_JSON);
+        if version.file_name().to_string_lossy().starts_with('.') || !record.exists() {
+            continue;
+        }
+        out.push((version.path(), hf::read_json::<Deployment>(&record)?));
+    }
+    out.sort_by(|a, b| (&a.1.created, &a.1.version).cmp(&(&b.1.created, &b.1.version)));
     Ok(out)
 }
 
