@@ -44,7 +44,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The model to serve: a bundle (`deployments/<name>/<version>`) or any model directory.
+    /// The model to serve: a bundle (`deployments/<name>/<version>`), a deployment name
+    /// (`deployments/<name>`: its newest version) or any model directory.
     pub bundle: PathBuf,
     /// The port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
