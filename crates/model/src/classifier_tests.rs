@@ -778,6 +778,7 @@ fn the_serving_backend_gives_the_fixture_probabilities_and_refuses_to_generate()
         top_p: 1.0,
         seed: None,
         stop: Vec::new(),
+        ..Default::default()
     };
     let err = backend.generate(&request, &mut |_| true).unwrap_err();
     assert!(err.contains("is a classifier"), "{err}");

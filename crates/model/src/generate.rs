@@ -6,9 +6,11 @@
 //!
 //! [`ModelBackend`] puts a model behind `sluice-serve`'s [`Backend`] trait.
 
-use candle_core::{IndexOp, Tensor};
+use candle_core::{DType, IndexOp, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use sluice_serve::{Backend, ChatMessage, FinishReason, GenerateRequest, Generation};
+use sluice_serve::{
+    Backend, ChatMessage, FinishReason, GenerateRequest, Generation, TokenLogprob, TopLogprob,
+};
 
 use crate::error::{ModelError, Result};
 use crate::hf::Loaded;
@@ -87,6 +89,19 @@ pub struct Generated {
     /// Tokens generated, an end token included.
     pub completion_tokens: usize,
     pub finish: Finish,
+    /// With [`Report::logprobs`], one entry per token: the prompt's first (with
+    /// [`Report::echo`]), then each generated token but an end token.
+    pub logprobs: Vec<TokenLogprob>,
+}
+
+/// What to report beside the text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// `Some(k)`: each token's log-probability under the model (before temperature and
+    /// top-p), with its `k` most likely alternatives.
+    pub logprobs: Option<usize>,
+    /// The prompt's tokens too, first (with `logprobs`).
+    pub echo: bool,
 }
 
 /// The positions a sequence may fill: the context less the prompt-tuning virtual tokens.
@@ -147,7 +162,19 @@ pub fn generate(
     request: &Request,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generated> {
-    let mut ids = prompt_ids(loaded, prompt)?;
+    let ids = prompt_ids(loaded, prompt)?;
+    generate_from(loaded, ids, request, Report::default(), on_text)
+}
+
+/// As [`generate`], from the prompt's token ids as they are (no begin token added), reporting
+/// what `report` asks for.
+pub fn generate_from(
+    loaded: &Loaded,
+    mut ids: Vec<u32>,
+    request: &Request,
+    report: Report,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Generated> {
     let context = context_length(loaded);
     let truncated = truncate_left(&mut ids, context, loaded.model.config.bos_token_id);
     if ids.is_empty() {
@@ -161,6 +188,10 @@ pub fn generate(
         ids.push(start);
     }
     let prompt_tokens = ids.len();
+    let mut logprobs = Vec::new();
+    if let (Some(k), true) = (report.logprobs, report.echo) {
+        logprobs = prompt_logprobs(loaded, &ids, k)?;
+    }
     let ends = end_tokens(loaded);
     let mut processor = request.decoding.processor();
     let mut cache = KvCache::default();
@@ -180,6 +211,10 @@ pub fn generate(
         if ends.contains(&next) {
             finish = Finish::End;
             break;
+        }
+        if let Some(k) = report.logprobs {
+            let row = last.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            logprobs.push(token_logprob(loaded, next, Some(&row), k, false));
         }
         let decoded = tokenizer::decode(&loaded.tokenizer, &generated)?;
         let (piece, stopped) = text.push(&decoded);
@@ -205,7 +240,88 @@ pub fn generate(
         truncated,
         completion_tokens: generated.len(),
         finish,
+        logprobs,
     })
+}
+
+/// The prompt's tokens with their log-probabilities: one forward pass over the whole prompt,
+/// each position predicting the next token; the first token has nothing before it.
+fn prompt_logprobs(loaded: &Loaded, ids: &[u32], k: usize) -> Result<Vec<TokenLogprob>> {
+    let t = Tensor::new(ids, &loaded.model.device)?.unsqueeze(0)?;
+    let logits = loaded
+        .model
+        .forward_cached(&t, &mut KvCache::default())?
+        .to_dtype(DType::F32)?;
+    let mut out = vec![token_logprob(loaded, ids[0], None, k, true)];
+    for (position, &id) in ids.iter().enumerate().skip(1) {
+        let row = logits.i((0, position - 1))?.to_vec1::<f32>()?;
+        out.push(token_logprob(loaded, id, Some(&row), k, true));
+    }
+    Ok(out)
+}
+
+/// `id` with its log-probability under `logits` (none without them) and the `k` most likely
+/// tokens there, most likely first (the lower id first among equals).
+fn token_logprob(
+    loaded: &Loaded,
+    id: u32,
+    logits: Option<&[f32]>,
+    k: usize,
+    prompt: bool,
+) -> TokenLogprob {
+    let text = |id: u32| {
+        let token = loaded.tokenizer.decode(&[id], false).unwrap_or_default();
+        let bytes = token.as_bytes().to_vec();
+        (token, bytes)
+    };
+    let (token, bytes) = text(id);
+    let Some(logits) = logits else {
+        return TokenLogprob {
+            token,
+            bytes,
+            logprob: None,
+            top: Vec::new(),
+            prompt,
+        };
+    };
+    let log_probs = log_softmax(logits);
+    let mut order: Vec<u32> = (0..log_probs.len() as u32).collect();
+    let k = k.min(order.len());
+    let better = |a: &u32, b: &u32| {
+        log_probs[*b as usize]
+            .total_cmp(&log_probs[*a as usize])
+            .then(a.cmp(b))
+    };
+    if k > 0 && k < order.len() {
+        order.select_nth_unstable_by(k - 1, better);
+    }
+    order.truncate(k);
+    order.sort_by(better);
+    TokenLogprob {
+        token,
+        bytes,
+        logprob: log_probs.get(id as usize).copied(),
+        top: order
+            .into_iter()
+            .map(|alt| {
+                let (token, bytes) = text(alt);
+                TopLogprob {
+                    token,
+                    bytes,
+                    logprob: log_probs[alt as usize],
+                }
+            })
+            .collect(),
+        prompt,
+    }
+}
+
+/// Natural-log probabilities of `logits`.
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&x| f64::from(x - max).exp()).sum();
+    let log_sum = max + sum.ln() as f32;
+    logits.iter().map(|&x| x - log_sum).collect()
 }
 
 /// The text generated so far, and how much of it has been handed out. Decoding the whole
@@ -339,6 +455,10 @@ impl Backend for ModelBackend {
         template::chat_prompt(&turns)
     }
 
+    fn vocab_size(&self) -> Option<usize> {
+        Some(self.loaded.model.config.vocab_size)
+    }
+
     fn generate(
         &self,
         req: &GenerateRequest,
@@ -353,7 +473,19 @@ impl Backend for ModelBackend {
             },
             stop: req.stop.clone(),
         };
-        let out = generate(&self.loaded, &req.prompt, &request, on_text)
+        let ids = match &req.prompt_ids {
+            Some(ids) => ids.clone(),
+            None => prompt_ids(&self.loaded, &req.prompt).map_err(|e| e.to_string())?,
+        };
+        let echo = req.echo.then(|| match &req.prompt_ids {
+            Some(ids) => tokenizer::decode(&self.loaded.tokenizer, ids).unwrap_or_default(),
+            None => req.prompt.clone(),
+        });
+        let report = Report {
+            logprobs: req.logprobs,
+            echo: req.echo,
+        };
+        let out = generate_from(&self.loaded, ids, &request, report, on_text)
             .map_err(|e: ModelError| e.to_string())?;
         Ok(Generation {
             text: out.text,
@@ -363,6 +495,8 @@ impl Backend for ModelBackend {
                 Finish::Length => FinishReason::Length,
                 Finish::End | Finish::Stop | Finish::Cancelled => FinishReason::Stop,
             },
+            echo,
+            logprobs: out.logprobs,
         })
     }
 }
@@ -549,5 +683,61 @@ mod tests {
             matches!(out.finish, Finish::Cancelled | Finish::End),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn log_probabilities_of_greedy_tokens_and_of_the_echoed_prompt() {
+        let loaded = tiny();
+        let request = Request {
+            max_new_tokens: 5,
+            decoding: Decoding::greedy(),
+            stop: Vec::new(),
+        };
+        let ids = prompt_ids(&loaded, "red green").unwrap();
+        let report = Report {
+            logprobs: Some(3),
+            echo: true,
+        };
+        let out = generate_from(&loaded, ids.clone(), &request, report, &mut |_| true).unwrap();
+        let (prompt, completion): (Vec<_>, Vec<_>) = out.logprobs.iter().partition(|t| t.prompt);
+        assert_eq!(prompt.len(), ids.len());
+        assert_eq!(
+            prompt[0].logprob, None,
+            "nothing comes before the first token"
+        );
+        assert_eq!(prompt[0].token, crate::tokenizer::BOS);
+        let ended = out.finish == Finish::End;
+        assert_eq!(completion.len(), out.completion_tokens - usize::from(ended));
+        for t in out.logprobs.iter().skip(1) {
+            let lp = t.logprob.unwrap();
+            assert!(lp <= 0.0, "{t:?}");
+            assert_eq!(t.top.len(), 3);
+            assert!(
+                t.top.windows(2).all(|w| w[0].logprob >= w[1].logprob),
+                "{t:?}"
+            );
+            // Greedy decoding picks the most likely token.
+            if !t.prompt {
+                assert_eq!(t.top[0].token, t.token, "{t:?}");
+                assert!((t.top[0].logprob - lp).abs() < 1e-6);
+            }
+        }
+        // The same numbers as a full forward pass: the prompt's second token given the first.
+        let logits = loaded.model.last_logits(&ids[..1]).unwrap();
+        let row = logits.to_vec1::<f32>().unwrap();
+        let expected = log_softmax(&row)[ids[1] as usize];
+        assert!((prompt[1].logprob.unwrap() - expected).abs() < 1e-5);
+        // Nothing to generate, the prompt only.
+        let none = Request {
+            max_new_tokens: 0,
+            ..request.clone()
+        };
+        let out = generate_from(&loaded, ids.clone(), &none, report, &mut |_| true).unwrap();
+        assert_eq!(out.completion_tokens, 0);
+        assert_eq!(out.logprobs.len(), ids.len());
+        assert!(out.logprobs.iter().all(|t| t.prompt));
+        // Without a report, nothing is recorded.
+        let out = generate(&loaded, "red", &request, &mut |_| true).unwrap();
+        assert!(out.logprobs.is_empty());
     }
 }

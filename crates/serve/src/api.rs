@@ -17,6 +17,8 @@ const MAX_STOP: usize = 4;
 const COMPLETION_DEFAULT_MAX_TOKENS: usize = 16;
 /// The most prompts one `/v1/completions` request may hold.
 const MAX_PROMPTS: usize = 64;
+/// The most alternatives per token that `logprobs` / `top_logprobs` may ask for (OpenAI's).
+const MAX_LOGPROBS: u64 = 20;
 
 /// An error answered to a client: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +212,9 @@ struct CompletionBody {
     n: Option<u64>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    /// How many alternatives to report for each token, with its own log-probability.
+    logprobs: Option<u64>,
+    echo: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +230,8 @@ struct ChatBody {
     n: Option<u64>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    logprobs: Option<bool>,
+    top_logprobs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,8 +245,15 @@ struct MessageBody {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Input {
     /// One or more prompts, each answered with `n` choices.
-    Prompts(Vec<String>),
+    Prompts(Vec<Prompt>),
     Chat(Vec<ChatMessage>),
+}
+
+/// A completion prompt: text, or token ids.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Prompt {
+    Text(String),
+    Ids(Vec<u32>),
 }
 
 /// A parsed, validated request body.
@@ -257,6 +271,10 @@ pub(crate) struct ParsedRequest {
     pub(crate) include_usage: bool,
     /// How many choices to generate for the one prompt (`n`).
     pub(crate) n: usize,
+    /// `Some(k)`: report each token's log-probability and its `k` most likely alternatives.
+    pub(crate) logprobs: Option<usize>,
+    /// Completions: the prompt comes back before the completion.
+    pub(crate) echo: bool,
 }
 
 /// A request body that is a JSON object with a non-null value for every `required` parameter.
@@ -296,7 +314,18 @@ impl ParsedRequest {
             Endpoint::Completions => {
                 let body: CompletionBody = typed(value)?;
                 Self {
-                    input: Input::Prompts(prompt_texts(&body.prompt)?),
+                    input: Input::Prompts(prompts(&body.prompt)?),
+                    logprobs: match body.logprobs {
+                        None => None,
+                        Some(k) if k <= MAX_LOGPROBS => Some(k as usize),
+                        Some(k) => {
+                            return Err(ApiError::invalid(
+                                format!("logprobs must be between 0 and {MAX_LOGPROBS}, got {k}"),
+                                Some("logprobs"),
+                            ));
+                        }
+                    },
+                    echo: body.echo.unwrap_or(false),
                     max_tokens: body.max_tokens.map(|n| (n, "max_tokens")),
                     temperature: body.temperature.unwrap_or(1.0),
                     top_p: body.top_p.unwrap_or(1.0),
@@ -316,8 +345,27 @@ impl ParsedRequest {
                     (None, Some(n)) => Some((n, "max_tokens")),
                     (None, None) => None,
                 };
+                let logprobs = match (body.logprobs.unwrap_or(false), body.top_logprobs) {
+                    (true, None) => Some(0),
+                    (true, Some(k)) if k <= MAX_LOGPROBS => Some(k as usize),
+                    (true, Some(k)) => {
+                        return Err(ApiError::invalid(
+                            format!("top_logprobs must be between 0 and {MAX_LOGPROBS}, got {k}"),
+                            Some("top_logprobs"),
+                        ));
+                    }
+                    (false, Some(_)) => {
+                        return Err(ApiError::invalid(
+                            "top_logprobs needs logprobs: true",
+                            Some("top_logprobs"),
+                        ));
+                    }
+                    (false, None) => None,
+                };
                 Self {
                     input: Input::Chat(chat_messages(body.messages)?),
+                    logprobs,
+                    echo: false,
                     max_tokens,
                     temperature: body.temperature.unwrap_or(1.0),
                     top_p: body.top_p.unwrap_or(1.0),
@@ -350,10 +398,18 @@ impl ParsedRequest {
                 Some("top_p"),
             ));
         }
-        if let Some((0, param)) = self.max_tokens {
+        if let Some((0, param)) = self.max_tokens
+            && !self.echo
+        {
             return Err(ApiError::invalid(
-                format!("{param} must be at least 1"),
+                format!("{param} must be at least 1 (0 only with echo)"),
                 Some(param),
+            ));
+        }
+        if self.echo && self.stream {
+            return Err(ApiError::invalid(
+                "echo cannot be streamed: send it with stream: false",
+                Some("echo"),
             ));
         }
         Ok(self)
@@ -371,8 +427,30 @@ impl ParsedRequest {
             Input::Prompts(prompts) => {
                 (prompts.clone(), COMPLETION_DEFAULT_MAX_TOKENS.min(context))
             }
-            Input::Chat(messages) => (vec![backend.chat_prompt(messages)], context),
+            Input::Chat(messages) => (vec![Prompt::Text(backend.chat_prompt(messages))], context),
         };
+        for prompt in &prompts {
+            if let Prompt::Ids(ids) = prompt {
+                let Some(vocab) = backend.vocab_size() else {
+                    return Err(ApiError::invalid(
+                        format!(
+                            "the model `{}` takes text prompts, not token ids",
+                            backend.id()
+                        ),
+                        Some("prompt"),
+                    ));
+                };
+                if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+                    return Err(ApiError::invalid(
+                        format!(
+                            "token id {bad} is outside the vocabulary of the model `{}` ({vocab} tokens)",
+                            backend.id()
+                        ),
+                        Some("prompt"),
+                    ));
+                }
+            }
+        }
         let max_tokens = match self.max_tokens {
             None => default_max,
             Some((n, param)) => match usize::try_from(n) {
@@ -391,8 +469,15 @@ impl ParsedRequest {
         let mut requests = Vec::with_capacity(prompts.len() * self.n);
         for prompt in prompts {
             for choice in 0..self.n {
+                let (text, ids) = match &prompt {
+                    Prompt::Text(text) => (text.clone(), None),
+                    Prompt::Ids(ids) => (String::new(), Some(ids.clone())),
+                };
                 requests.push(GenerateRequest {
-                    prompt: prompt.clone(),
+                    prompt: text,
+                    prompt_ids: ids,
+                    logprobs: self.logprobs,
+                    echo: self.echo,
                     max_tokens,
                     temperature: self.temperature,
                     top_p: self.top_p,
@@ -526,28 +611,43 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     })
 }
 
-/// The prompts of a completion request: a string, or an array of 1 to [`MAX_PROMPTS`] strings.
-fn prompt_texts(prompt: &Value) -> Result<Vec<String>, ApiError> {
-    let invalid = |message: String| Err(ApiError::invalid(message, Some("prompt")));
-    match prompt {
-        Value::String(text) => Ok(vec![text.clone()]),
-        Value::Array(items) if items.is_empty() => invalid("prompt must not be empty".to_owned()),
-        Value::Array(items) if items.len() > MAX_PROMPTS => invalid(format!(
-            "prompt is an array of {} strings; the most one request may hold is {MAX_PROMPTS}",
-            items.len()
-        )),
-        Value::Array(items) => items
+/// The prompts of a completion request: a string, an array of 1 to [`MAX_PROMPTS`] strings, an
+/// array of token ids (one prompt), or an array of arrays of token ids.
+fn prompts(prompt: &Value) -> Result<Vec<Prompt>, ApiError> {
+    let invalid = |message: &str| ApiError::invalid(message, Some("prompt"));
+    let ids = |items: &[Value]| -> Result<Vec<u32>, ApiError> {
+        items
             .iter()
-            .map(|item| match item {
-                Value::String(text) => Ok(text.clone()),
-                _ => Err(ApiError::invalid(
-                    "prompt must be a string or an array of strings (token arrays are not supported)",
-                    Some("prompt"),
-                )),
-            })
-            .collect(),
-        _ => invalid("prompt must be a string or an array of strings".to_owned()),
+            .map(|v| v.as_u64().and_then(|id| u32::try_from(id).ok()))
+            .collect::<Option<Vec<u32>>>()
+            .ok_or_else(|| invalid("prompt token ids must be integers from 0 to 4294967295"))
+    };
+    let shapes = "prompt must be a string, an array of strings or an array of token ids";
+    let items = match prompt {
+        Value::String(text) => return Ok(vec![Prompt::Text(text.clone())]),
+        Value::Array(items) => items,
+        _ => return Err(invalid(shapes)),
+    };
+    if items.is_empty() {
+        return Err(invalid("prompt must not be empty"));
     }
+    if items.iter().all(Value::is_number) {
+        return Ok(vec![Prompt::Ids(ids(items)?)]);
+    }
+    if items.len() > MAX_PROMPTS {
+        return Err(invalid(&format!(
+            "prompt is an array of {} prompts; the most one request may hold is {MAX_PROMPTS}",
+            items.len()
+        )));
+    }
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(text) => Ok(Prompt::Text(text.clone())),
+            Value::Array(inner) if !inner.is_empty() => Ok(Prompt::Ids(ids(inner)?)),
+            _ => Err(invalid(shapes)),
+        })
+        .collect()
 }
 
 fn stop_sequences(stop: Option<Value>) -> Result<Vec<String>, ApiError> {
@@ -647,6 +747,10 @@ pub(crate) struct Reply {
     pub(crate) id: String,
     pub(crate) created: u64,
     pub(crate) model: String,
+    /// Whether each choice carries its tokens' log-probabilities.
+    pub(crate) logprobs: bool,
+    /// Whether a completion's text starts with its prompt.
+    pub(crate) echo: bool,
 }
 
 impl Reply {
@@ -660,6 +764,19 @@ impl Reply {
             ),
             created: unix_now(),
             model: model.to_owned(),
+            logprobs: false,
+            echo: false,
+        }
+    }
+
+    /// A choice's `logprobs` field: `null` unless they were asked for.
+    fn choice_logprobs(&self, generation: &Generation) -> Value {
+        if !self.logprobs {
+            return Value::Null;
+        }
+        match self.endpoint {
+            Endpoint::Completions => completion_logprobs(generation),
+            Endpoint::Chat => json!({"content": chat_logprobs(generation), "refusal": null}),
         }
     }
 
@@ -669,16 +786,22 @@ impl Reply {
             .iter()
             .enumerate()
             .map(|(index, generation)| match self.endpoint {
-                Endpoint::Completions => json!({
-                    "index": index,
-                    "text": generation.text,
-                    "logprobs": null,
-                    "finish_reason": generation.finish_reason,
-                }),
+                Endpoint::Completions => {
+                    let text = match (&generation.echo, self.echo) {
+                        (Some(prompt), true) => format!("{prompt}{}", generation.text),
+                        _ => generation.text.clone(),
+                    };
+                    json!({
+                        "index": index,
+                        "text": text,
+                        "logprobs": self.choice_logprobs(generation),
+                        "finish_reason": generation.finish_reason,
+                    })
+                }
                 Endpoint::Chat => json!({
                     "index": index,
                     "message": {"role": "assistant", "content": generation.text},
-                    "logprobs": null,
+                    "logprobs": self.choice_logprobs(generation),
                     "finish_reason": generation.finish_reason,
                 }),
             })
@@ -704,11 +827,13 @@ impl Reply {
         include_usage: bool,
     ) -> Value {
         let finish_reason = finish.map(|g| g.finish_reason);
+        // A choice's log-probabilities come whole, in its last chunk.
+        let logprobs = finish.map_or(Value::Null, |g| self.choice_logprobs(g));
         let choice = match self.endpoint {
             Endpoint::Completions => json!({
                 "index": index,
                 "text": text,
-                "logprobs": null,
+                "logprobs": logprobs,
                 "finish_reason": finish_reason,
             }),
             Endpoint::Chat => {
@@ -720,7 +845,7 @@ impl Reply {
                 json!({
                     "index": index,
                     "delta": delta,
-                    "logprobs": null,
+                    "logprobs": logprobs,
                     "finish_reason": finish_reason,
                 })
             }
@@ -757,6 +882,60 @@ impl Reply {
             (Endpoint::Chat, true) => "chat.completion.chunk",
         }
     }
+}
+
+/// The legacy completions shape: parallel lists of tokens, their log-probabilities (`null` for
+/// a prompt's first token), their most likely alternatives as `{token: logprob}` and each
+/// token's character offset in the choice's text.
+fn completion_logprobs(generation: &Generation) -> Value {
+    let mut offset = 0;
+    let mut tokens = Vec::new();
+    let mut token_logprobs = Vec::new();
+    let mut top_logprobs = Vec::new();
+    let mut text_offset = Vec::new();
+    for t in &generation.logprobs {
+        tokens.push(json!(t.token));
+        token_logprobs.push(json!(t.logprob));
+        top_logprobs.push(match t.logprob {
+            None => Value::Null,
+            Some(_) => Value::Object(
+                t.top
+                    .iter()
+                    .map(|alt| (alt.token.clone(), json!(alt.logprob)))
+                    .collect(),
+            ),
+        });
+        text_offset.push(json!(offset));
+        offset += t.token.chars().count();
+    }
+    json!({
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top_logprobs,
+        "text_offset": text_offset,
+    })
+}
+
+/// The chat shape: one object per completion token, with its bytes and alternatives.
+fn chat_logprobs(generation: &Generation) -> Value {
+    generation
+        .logprobs
+        .iter()
+        .filter(|t| !t.prompt)
+        .map(|t| {
+            let top: Vec<Value> = t
+                .top
+                .iter()
+                .map(|alt| json!({"token": alt.token, "logprob": alt.logprob, "bytes": alt.bytes}))
+                .collect();
+            json!({
+                "token": t.token,
+                "logprob": t.logprob.unwrap_or(0.0),
+                "bytes": t.bytes,
+                "top_logprobs": top,
+            })
+        })
+        .collect()
 }
 
 /// The usage of a request's choices, `n` to a prompt: each prompt counted once (as OpenAI
@@ -837,11 +1016,15 @@ mod tests {
             Err((Some("prompt"), "missing")),
         );
         check(Completions, r#"{"model":"m","prompt":["a","b"]}"#, Ok(()));
-        check(
-            Completions,
-            r#"{"model":"m","prompt":[1,2]}"#,
-            Err((Some("prompt"), "token arrays are not supported")),
-        );
+        check(Completions, r#"{"model":"m","prompt":[1,2]}"#, Ok(()));
+        check(Completions, r#"{"model":"m","prompt":[[1,2],[3]]}"#, Ok(()));
+        for bad in ["[1,-2]", "[1.5]", "[[1],\"a\",[]]", "[[1],{}]", "{}"] {
+            check(
+                Completions,
+                &format!(r#"{{"model":"m","prompt":{bad}}}"#),
+                Err((Some("prompt"), "prompt")),
+            );
+        }
         check(
             Completions,
             r#"{"model":"m","prompt":[]}"#,
@@ -869,6 +1052,38 @@ mod tests {
             Completions,
             r#"{"model":"m","prompt":"a","max_tokens":0}"#,
             Err((Some("max_tokens"), "at least 1")),
+        );
+        // Log-probabilities and echo.
+        check(
+            Completions,
+            r#"{"model":"m","prompt":"a","max_tokens":0,"echo":true,"logprobs":5}"#,
+            Ok(()),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":"a","logprobs":21}"#,
+            Err((Some("logprobs"), "between 0 and 20")),
+        );
+        check(
+            Completions,
+            r#"{"model":"m","prompt":"a","echo":true,"stream":true}"#,
+            Err((Some("echo"), "cannot be streamed")),
+        );
+        let hi = r#""messages":[{"role":"user","content":"hi"}]"#;
+        check(
+            Chat,
+            &format!(r#"{{"model":"m",{hi},"logprobs":true,"top_logprobs":20}}"#),
+            Ok(()),
+        );
+        check(
+            Chat,
+            &format!(r#"{{"model":"m",{hi},"top_logprobs":2}}"#),
+            Err((Some("top_logprobs"), "needs logprobs: true")),
+        );
+        check(
+            Chat,
+            &format!(r#"{{"model":"m",{hi},"logprobs":true,"top_logprobs":21}}"#),
+            Err((Some("top_logprobs"), "between 0 and 20")),
         );
         check(
             Completions,

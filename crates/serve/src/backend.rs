@@ -14,9 +14,13 @@ pub struct ChatMessage {
 }
 
 /// What to generate: a prompt (already templated for chat) and the sampling settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GenerateRequest {
     pub prompt: String,
+    /// The prompt as token ids, when the client sent ids: used as they are, instead of
+    /// `prompt` (no begin token is added). The server checks them against
+    /// [`Backend::vocab_size`].
+    pub prompt_ids: Option<Vec<u32>>,
     /// At most this many completion tokens. The server checks that it is at least 1 and at most
     /// [`Backend::context_length`]; a backend whose prompt leaves less room stops at the context
     /// length with [`FinishReason::Length`].
@@ -28,26 +32,62 @@ pub struct GenerateRequest {
     pub seed: Option<u64>,
     /// Stop sequences: generation ends before the first of them, which is not part of the text.
     pub stop: Vec<String>,
+    /// Log-probabilities to report: `None` for none; `Some(k)` for each token's, with its `k`
+    /// most likely alternatives.
+    pub logprobs: Option<usize>,
+    /// Report the prompt too: its text in [`Generation::echo`] and, with `logprobs`, its
+    /// tokens first in [`Generation::logprobs`]. `max_tokens` may then be 0.
+    pub echo: bool,
 }
 
 /// Why generation ended, serialised as OpenAI spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FinishReason {
     /// The model emitted its end of sequence, a stop sequence matched, or the caller stopped.
+    #[default]
     Stop,
     /// `max_tokens` or the context length was reached.
     Length,
 }
 
 /// The result of one generation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
     /// The whole completion: the concatenation of every piece passed to `on_text`.
     pub text: String,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub finish_reason: FinishReason,
+    /// With [`GenerateRequest::echo`], the prompt as text (decoded, for a prompt of ids).
+    pub echo: Option<String>,
+    /// With [`GenerateRequest::logprobs`], one entry per token: the prompt's first (with
+    /// `echo`), then the completion's.
+    pub logprobs: Vec<TokenLogprob>,
+}
+
+/// A token and how likely the model found it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token's text (bytes that are not whole characters show as U+FFFD).
+    pub token: String,
+    /// The token's bytes.
+    pub bytes: Vec<u8>,
+    /// Its natural-log probability given the tokens before it; `None` for a prompt's first
+    /// token, which has nothing before it.
+    pub logprob: Option<f32>,
+    /// The most likely tokens at its position, most likely first (as many as asked for).
+    pub top: Vec<TopLogprob>,
+    /// Whether it is a prompt token (with `echo`).
+    pub prompt: bool,
+}
+
+/// One of the most likely tokens at a position.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
 }
 
 /// A text generator the server can answer requests with.
@@ -75,6 +115,12 @@ pub trait Backend: Send + Sync + 'static {
         req: &GenerateRequest,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, String>;
+
+    /// The number of token ids the model knows, against which a prompt of ids is checked;
+    /// `None` (the default) when the backend takes no token ids.
+    fn vocab_size(&self) -> Option<usize> {
+        None
+    }
 
     /// The labels of a classifier, in the order of [`Backend::classify`]'s probabilities;
     /// `None` (the default) for a model that generates text. A classifier answers

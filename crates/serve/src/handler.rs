@@ -208,8 +208,11 @@ async fn start(
     let in_flight = state.0.metrics.raise(Gauge::InFlight, variant);
 
     let unique = splitmix64(state.0.ids.fetch_add(1, Ordering::Relaxed) ^ state.0.id_salt);
+    let mut reply = Reply::new(endpoint, backend.id(), unique);
+    reply.logprobs = parsed.logprobs.is_some();
+    reply.echo = parsed.echo;
     Ok(Started {
-        reply: Reply::new(endpoint, backend.id(), unique),
+        reply,
         stream: parsed.stream,
         include_usage: parsed.include_usage,
         n: parsed.n,

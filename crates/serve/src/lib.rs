@@ -30,7 +30,9 @@ use std::sync::atomic::AtomicU64;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub use crate::backend::{Backend, ChatMessage, FinishReason, GenerateRequest, Generation};
+pub use crate::backend::{
+    Backend, ChatMessage, FinishReason, GenerateRequest, Generation, TokenLogprob, TopLogprob,
+};
 pub use crate::config::ServeConfig;
 pub use crate::error::ServeError;
 pub use crate::variant::{Variant, Variants, parse_variant};

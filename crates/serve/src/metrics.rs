@@ -327,6 +327,7 @@ mod tests {
                     prompt_tokens: 3,
                     completion_tokens: 5,
                     finish_reason: FinishReason::Stop,
+                    ..Default::default()
                 }],
                 1,
             );

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sluice_serve::{
     Backend, ChatMessage, FinishReason, GenerateRequest, Generation, ServeConfig, ServeError,
-    Variant, Variants,
+    TokenLogprob, TopLogprob, Variant, Variants,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -72,6 +72,7 @@ impl Backend for Echo {
             prompt_tokens: words.len(),
             completion_tokens,
             finish_reason,
+            ..Default::default()
         })
     }
 }
@@ -147,6 +148,7 @@ impl Backend for Slow {
             prompt_tokens: 1,
             completion_tokens: 1,
             finish_reason: FinishReason::Stop,
+            ..Default::default()
         })
     }
 }
@@ -200,6 +202,88 @@ impl Backend for Seeded {
             prompt_tokens: 2,
             completion_tokens: 2,
             finish_reason: FinishReason::Stop,
+            ..Default::default()
+        })
+    }
+}
+
+/// Generates `max_tokens` tokens (at most 2) of `t0`, `t1`; reports log-probabilities as asked:
+/// a prompt of words or ids (`w0 w1` for `[0, 1]`), then -0.5 for each generated token, with
+/// alternatives `t0` (-0.5), `t1` (-1.5), `t2` (-2.5). Knows ten token ids.
+struct Scored;
+
+impl Backend for Scored {
+    fn id(&self) -> &str {
+        "scored"
+    }
+    fn context_length(&self) -> usize {
+        64
+    }
+    fn chat_prompt(&self, messages: &[ChatMessage]) -> String {
+        messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+    fn vocab_size(&self) -> Option<usize> {
+        Some(10)
+    }
+    fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, String> {
+        let prompt = match &req.prompt_ids {
+            Some(ids) => ids
+                .iter()
+                .map(|i| format!("w{i}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => req.prompt.clone(),
+        };
+        let mut logprobs = Vec::new();
+        if let (Some(_), true) = (req.logprobs, req.echo) {
+            for (i, word) in prompt.split_whitespace().enumerate() {
+                logprobs.push(TokenLogprob {
+                    token: word.to_owned(),
+                    bytes: word.as_bytes().to_vec(),
+                    logprob: (i > 0).then_some(-1.0),
+                    top: Vec::new(),
+                    prompt: true,
+                });
+            }
+        }
+        let alternatives: Vec<TopLogprob> = (0..3)
+            .map(|i| TopLogprob {
+                token: format!("t{i}"),
+                bytes: format!("t{i}").into_bytes(),
+                logprob: -0.5 - i as f32,
+            })
+            .collect();
+        let mut text = String::new();
+        let count = req.max_tokens.min(2);
+        for i in 0..count {
+            let token = format!("t{i}");
+            on_text(&token);
+            text.push_str(&token);
+            if let Some(k) = req.logprobs {
+                logprobs.push(TokenLogprob {
+                    token: token.clone(),
+                    bytes: token.clone().into_bytes(),
+                    logprob: Some(alternatives[i].logprob),
+                    top: alternatives[..k.min(3)].to_vec(),
+                    prompt: false,
+                });
+            }
+        }
+        Ok(Generation {
+            text,
+            prompt_tokens: prompt.split_whitespace().count(),
+            completion_tokens: count,
+            finish_reason: FinishReason::Length,
+            echo: req.echo.then_some(prompt),
+            logprobs,
         })
     }
 }
@@ -761,6 +845,132 @@ async fn a_prompt_array_gets_n_choices_per_prompt_in_order() {
     assert_eq!(
         body["usage"],
         json!({"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15})
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logprobs_echo_and_token_id_prompts() {
+    let server = Server::single(Arc::new(Scored)).await;
+    let client = server.client();
+
+    // Completions: the legacy shape, the prompt echoed first.
+    let body = client
+        .post(
+            "/v1/completions",
+            &json!({"model": "scored", "prompt": "x yy", "max_tokens": 2, "logprobs": 2, "echo": true}),
+        )
+        .await
+        .json();
+    let choice = &body["choices"][0];
+    assert_eq!(choice["text"], "x yyt0t1");
+    assert_eq!(
+        choice["logprobs"],
+        json!({
+            "tokens": ["x", "yy", "t0", "t1"],
+            "token_logprobs": [null, -1.0, -0.5, -1.5],
+            "top_logprobs": [null, {}, {"t0": -0.5, "t1": -1.5}, {"t0": -0.5, "t1": -1.5}],
+            "text_offset": [0, 1, 3, 5],
+        })
+    );
+    // The prompt's log-probabilities alone: echo with max_tokens 0, prompts as token ids.
+    let body = client
+        .post(
+            "/v1/completions",
+            &json!({"model": "scored", "prompt": [[0, 1], [2]], "max_tokens": 0, "logprobs": 1, "echo": true}),
+        )
+        .await
+        .json();
+    let texts: Vec<&str> = body["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["w0 w1", "w2"]);
+    assert_eq!(
+        body["choices"][0]["logprobs"]["token_logprobs"],
+        json!([null, -1.0])
+    );
+    // Without logprobs, none.
+    let body = client
+        .post(
+            "/v1/completions",
+            &json!({"model": "scored", "prompt": "x"}),
+        )
+        .await
+        .json();
+    assert_eq!(body["choices"][0]["logprobs"], Value::Null);
+
+    // Chat: one object per completion token.
+    let chat = json!({
+        "model": "scored", "messages": [{"role": "user", "content": "q"}], "max_tokens": 1,
+        "logprobs": true, "top_logprobs": 1,
+    });
+    let body = client.post("/v1/chat/completions", &chat).await.json();
+    assert_eq!(
+        body["choices"][0]["logprobs"],
+        json!({"content": [{
+            "token": "t0", "logprob": -0.5, "bytes": [116, 48],
+            "top_logprobs": [{"token": "t0", "logprob": -0.5, "bytes": [116, 48]}],
+        }], "refusal": null})
+    );
+    // Streamed, a choice's log-probabilities come in its last chunk.
+    let mut streamed = chat.clone();
+    streamed["stream"] = json!(true);
+    let events = client
+        .post("/v1/chat/completions", &streamed)
+        .await
+        .events();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        last["choices"][0]["logprobs"]["content"][0]["token"], "t0",
+        "{last}"
+    );
+    assert!(
+        chunks[..chunks.len() - 1]
+            .iter()
+            .all(|c| c["choices"][0]["logprobs"].is_null())
+    );
+
+    // Token ids outside the vocabulary, and a backend that takes none.
+    let error = client
+        .post(
+            "/v1/completions",
+            &json!({"model": "scored", "prompt": [3, 10]}),
+        )
+        .await
+        .error(400);
+    assert_eq!(error["param"], "prompt");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("token id 10 is outside the vocabulary"),
+        "{error}"
+    );
+    server.stop().await.unwrap();
+
+    let server = Server::single(echo("echo-1")).await;
+    let error = server
+        .client()
+        .post(
+            "/v1/completions",
+            &json!({"model": "echo-1", "prompt": [1, 2]}),
+        )
+        .await
+        .error(400);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("takes text prompts, not token ids"),
+        "{error}"
     );
     server.stop().await.unwrap();
 }
