@@ -25,3 +25,7 @@ data:
 # Engine benchmark, side by side with DVC (installs DVC into bench/.venv).
 bench:
     python3 bench/engine.py
+
+# Data benchmark: collect + clean + split on 1,000,000 rows, side by side with pandas.
+bench-data:
+    python3 bench/data.py
