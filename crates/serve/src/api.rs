@@ -354,13 +354,13 @@ impl ParsedRequest {
                             Some("top_logprobs"),
                         ));
                     }
+                    (false, None | Some(0)) => None,
                     (false, Some(_)) => {
                         return Err(ApiError::invalid(
                             "top_logprobs needs logprobs: true",
                             Some("top_logprobs"),
                         ));
                     }
-                    (false, None) => None,
                 };
                 Self {
                     input: Input::Chat(chat_messages(body.messages)?),
@@ -1073,6 +1073,11 @@ mod tests {
         check(
             Chat,
             &format!(r#"{{"model":"m",{hi},"logprobs":true,"top_logprobs":20}}"#),
+            Ok(()),
+        );
+        check(
+            Chat,
+            &format!(r#"{{"model":"m",{hi},"logprobs":false,"top_logprobs":0}}"#),
             Ok(()),
         );
         check(
