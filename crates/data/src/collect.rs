@@ -65,7 +65,8 @@ pub struct Source {
     #[serde(default)]
     pub blake3: Option<String>,
     /// The file format; by default from the file extension (`.jsonl`/`.ndjson`, `.json`,
-    /// `.csv`, `.tsv`/`.tab`, `.parquet`/`.pq`, `.txt`/`.text`/`.md`).
+    /// `.csv`, `.tsv`/`.tab`, `.parquet`/`.pq`, `.txt`/`.text`/`.md`), looking through a `.gz`
+    /// or `.zst` suffix: a gzip or zstd file (known by its first bytes) is decompressed first.
     #[serde(default)]
     pub format: Option<Format>,
     /// For `format: text`: `line` (default, one example per non-blank line) or `file` (one

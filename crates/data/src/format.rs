@@ -32,10 +32,18 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format a file name implies, if any.
+    /// The format a file name implies, if any; a compressed file's (`a.jsonl.gz`, `a.csv.zst`)
+    /// is its name's without the compression suffix.
     pub fn infer(name: &str) -> Option<Format> {
         let name = name.to_lowercase();
-        let ext = name.rsplit_once('.').map(|(_, e)| e)?;
+        let inner = [".gz", ".zst", ".zstd"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix));
+        let ext = inner.unwrap_or(&name).rsplit_once('.').map(|(_, e)| e)?;
+        if inner.is_some() && matches!(ext, "parquet" | "pq") {
+            // Parquet compresses its pages itself; a compressed Parquet file is not read.
+            return None;
+        }
         Some(match ext {
             "jsonl" | "ndjson" => Format::Jsonl,
             "json" => Format::Json,
@@ -171,7 +179,8 @@ impl std::ops::Deref for FileBytes {
     }
 }
 
-/// A whole source file: see [`FileBytes`].
+/// A whole source file: see [`FileBytes`]. A gzip or zstd file (told by its first bytes, not
+/// its name) is decompressed.
 #[allow(unsafe_code)]
 pub fn map_bytes(path: &Path, shown: &str) -> Result<FileBytes, StageError> {
     let file = std::fs::File::open(path)
@@ -179,11 +188,36 @@ pub fn map_bytes(path: &Path, shown: &str) -> Result<FileBytes, StageError> {
     // SAFETY: the map is read-only and lives no longer than this stage reads the file. Another
     // process truncating the file meanwhile would fault the reads (SIGBUS), as it would the
     // engine's own hashing of inputs, which maps them the same way; sluice never writes a source.
-    match unsafe { memmap2::Mmap::map(&file) } {
-        Ok(map) => Ok(FileBytes::Mapped(map)),
+    let bytes = match unsafe { memmap2::Mmap::map(&file) } {
+        Ok(map) => FileBytes::Mapped(map),
         // Empty files, pipes and file systems without mmap.
-        Err(_) => read_bytes(path, shown).map(FileBytes::Read),
+        Err(_) => FileBytes::Read(read_bytes(path, shown)?),
+    };
+    decompress(bytes, shown)
+}
+
+/// The bytes of a gzip (one member or several, as `cat a.gz b.gz` makes) or zstd stream; other
+/// bytes as they are.
+fn decompress(bytes: FileBytes, shown: &str) -> Result<FileBytes, StageError> {
+    use std::io::Read;
+    const GZIP: &[u8] = &[0x1f, 0x8b];
+    const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+    let failed = |codec: &str, e: std::io::Error| {
+        StageError::failed(format!("{shown}: not valid {codec}: {e}"))
+    };
+    let mut out = Vec::new();
+    if bytes.starts_with(GZIP) {
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .map_err(|e| failed("gzip", e))?;
+    } else if bytes.starts_with(ZSTD) {
+        zstd::stream::read::Decoder::new(&bytes[..])
+            .and_then(|mut d| d.read_to_end(&mut out))
+            .map_err(|e| failed("zstd", e))?;
+    } else {
+        return Ok(bytes);
     }
+    Ok(FileBytes::Read(out))
 }
 
 /// Lines of a file with their 1-based numbers.

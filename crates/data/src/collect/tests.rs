@@ -209,6 +209,54 @@ fn tsv_sources_by_extension_or_format() {
 }
 
 #[test]
+fn gzip_and_zstd_sources_are_decompressed() {
+    use std::io::Write;
+    let gzip = |text: &str| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let ws = Workspace::new();
+    // Two gzip members one after the other, as `cat a.gz b.gz` makes.
+    let mut members = gzip("{\"question\": \"q1\", \"answer\": \"a1\"}\n");
+    members.extend(gzip("{\"question\": \"q2\", \"answer\": \"a2\"}\n"));
+    ws.write("data/a.jsonl.gz", members);
+    let csv = zstd::encode_all("question,answer\nq3,a3\n".as_bytes(), 3).unwrap();
+    ws.write("data/b.csv.zst", csv);
+    ws.write("data/c.txt.gz", gzip("plain line\n"));
+    let run = collect(
+        &ws,
+        json!({
+            "sources": [{"path": "data/*.jsonl.gz"}, {"path": "data/b.csv.zst"}, {"path": "data/c.txt.gz"}],
+            "fields": {"input": "question", "output": "answer"},
+        }),
+    );
+    assert_eq!(inputs(&run.rows("data")), ["q1", "q2", "q3", "plain line"]);
+    assert_eq!(
+        run.rows("data")[1].source_row,
+        2,
+        "lines count in the decompressed text"
+    );
+
+    let mut broken = gzip("{\"question\": \"q\", \"answer\": \"a\"}\n");
+    broken.truncate(broken.len() / 2);
+    ws.write("data/d.jsonl.gz", broken);
+    let err = collect_err(&ws, json!({"sources": [{"path": "data/d.jsonl.gz"}]}));
+    assert!(err.starts_with("data/d.jsonl.gz: not valid gzip"), "{err}");
+}
+
+#[test]
+fn formats_are_inferred_through_a_compression_suffix() {
+    use crate::format::Format;
+    assert_eq!(Format::infer("a.jsonl.gz"), Some(Format::Jsonl));
+    assert_eq!(Format::infer("a.CSV.ZST"), Some(Format::Csv));
+    assert_eq!(Format::infer("a.tsv.zstd"), Some(Format::Tsv));
+    assert_eq!(Format::infer("a.gz"), None);
+    assert_eq!(Format::infer("a.parquet.gz"), None);
+    assert_eq!(Format::infer("a.parquet"), Some(Format::Parquet));
+}
+
+#[test]
 fn malformed_csv_record_names_its_line() {
     let ws = Workspace::new();
     ws.write("data/a.csv", "input,output\na,b\nc,d,e\nf,g\n");
