@@ -73,6 +73,10 @@ pub struct Source {
     /// example per file).
     #[serde(default)]
     pub text_mode: TextMode,
+    /// For `format: json`: where in the document the array of records is, when it is not the
+    /// document itself: a key (`data`), or a dotted path (`data.rows`).
+    #[serde(default)]
+    pub records: Option<String>,
     /// The shape of this source's records; overrides the stage's `style`. Text sources have no
     /// style: each example's `input` is the text and its `output` is empty.
     #[serde(default)]
@@ -80,6 +84,16 @@ pub struct Source {
     /// Field mapping for this source; its keys override the stage's `fields` key by key.
     #[serde(default)]
     pub fields: Option<Fields>,
+}
+
+impl Source {
+    /// How to read this source's files.
+    fn reading(&self) -> format::Reading<'_> {
+        format::Reading {
+            text_mode: self.text_mode,
+            records: self.records.as_deref(),
+        }
+    }
 }
 
 /// What to do with a malformed line or record.
@@ -209,7 +223,7 @@ fn execute(ctx: &StageContext<'_>) -> Result<StageReport, StageError> {
                         parsed = next;
                     }
                 }
-                None => format::read(&file, &shown, format, source.text_mode, &mut |records| {
+                None => format::read(&file, &shown, format, &source.reading(), &mut |records| {
                     ctx.check_cancelled()?;
                     file_reader.add(&records, &mut rows, &mut totals)
                 })?,
@@ -606,17 +620,25 @@ fn validate(o: &CollectOptions) -> Vec<OptionError> {
                 }
             }
         }
-        if s.format.is_none() {
-            let name = s.path.as_deref().or(s.url.as_deref()).unwrap_or_default();
-            let name = name.split(['?', '#']).next().unwrap_or(name);
-            let last = name.rsplit('/').next().unwrap_or_default();
-            // `data/*` may match files of known formats; `data/a.xyz` never will.
-            if last.contains('.') && !last.ends_with('*') && Format::infer(last).is_none() {
-                errors.push(
-                    error("format", format!("cannot tell the format of `{name}`"))
-                        .hint("set `format: jsonl` (or json, csv, tsv, parquet, text)"),
-                );
-            }
+        let name = s.path.as_deref().or(s.url.as_deref()).unwrap_or_default();
+        let name = name.split(['?', '#']).next().unwrap_or(name);
+        let last = name.rsplit('/').next().unwrap_or_default();
+        // `data/*` may match files of known formats; `data/a.xyz` never will.
+        let inferred = Format::infer(last);
+        if s.format.is_none() && last.contains('.') && !last.ends_with('*') && inferred.is_none() {
+            errors.push(
+                error("format", format!("cannot tell the format of `{name}`"))
+                    .hint("set `format: jsonl` (or json, csv, tsv, parquet, text)"),
+            );
+        }
+        if let (Some(_), Some(format)) = (&s.records, s.format.or(inferred))
+            && format != Format::Json
+        {
+            errors.push(
+                error("records", "`records` applies to JSON files".into()).hint(
+                    "a JSON Lines, CSV, TSV, Parquet or text file holds its records directly",
+                ),
+            );
         }
     }
     errors

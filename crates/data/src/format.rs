@@ -56,6 +56,15 @@ impl Format {
     }
 }
 
+/// How to read a source's files, beyond its format.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reading<'a> {
+    /// For text files.
+    pub text_mode: TextMode,
+    /// For JSON files: the dotted path to the array of records.
+    pub records: Option<&'a str>,
+}
+
 /// How a plain-text source is cut into examples.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -138,13 +147,14 @@ pub fn read(
     path: &Path,
     shown: &str,
     format: Format,
-    text_mode: TextMode,
+    reading: &Reading<'_>,
     each: &mut dyn FnMut(Vec<Record>) -> Result<(), StageError>,
 ) -> Result<(), StageError> {
     let bytes = || map_bytes(path, shown);
+    let text_mode = reading.text_mode;
     match format {
         Format::Jsonl => read_jsonl(&bytes()?, each),
-        Format::Json => each(read_json(&bytes()?, shown)?),
+        Format::Json => each(read_json(&bytes()?, shown, reading.records)?),
         Format::Csv => each(read_delimited(&bytes()?, shown, b',', "CSV")?),
         Format::Tsv => each(read_delimited(&bytes()?, shown, b'\t', "TSV")?),
         Format::Parquet => each(read_parquet(path, shown)?),
@@ -300,8 +310,8 @@ fn read_jsonl(
     Ok(())
 }
 
-fn read_json(bytes: &[u8], shown: &str) -> Result<Vec<Record>, StageError> {
-    let value: Value = serde_json::from_slice(strip_bom(bytes)).map_err(|e| {
+fn read_json(bytes: &[u8], shown: &str, records: Option<&str>) -> Result<Vec<Record>, StageError> {
+    let mut value: Value = serde_json::from_slice(strip_bom(bytes)).map_err(|e| {
         StageError::failed(format!(
             "{shown}:{}:{}: malformed JSON: {}",
             e.line(),
@@ -309,9 +319,54 @@ fn read_json(bytes: &[u8], shown: &str) -> Result<Vec<Record>, StageError> {
             json_message(&e)
         ))
     })?;
+    if let Some(path) = records {
+        let mut at = Vec::new();
+        for key in path.split('.') {
+            at.push(key);
+            value = match value {
+                Value::Object(mut fields) => fields.remove(key).ok_or_else(|| {
+                    let mut keys: Vec<&String> = fields.keys().collect();
+                    keys.sort();
+                    let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+                    StageError::failed(format!(
+                        "{shown}: no `{}` for `records`; the object there has {}",
+                        at.join("."),
+                        if keys.is_empty() {
+                            "no keys".to_owned()
+                        } else {
+                            keys.join(", ")
+                        }
+                    ))
+                })?,
+                other => {
+                    return Err(StageError::failed(format!(
+                        "{shown}: `records: {path}` goes into {}, not an object",
+                        kind(&other)
+                    )));
+                }
+            };
+        }
+    }
     let Value::Array(items) = value else {
+        let hint = match (&value, records) {
+            (Value::Object(fields), None) => {
+                let mut arrays: Vec<&String> = fields
+                    .iter()
+                    .filter(|(_, v)| v.is_array())
+                    .map(|(k, _)| k)
+                    .collect();
+                arrays.sort();
+                match arrays.first() {
+                    Some(key) => format!(
+                        "; set `records: {key}` on the source to read the array under `{key}`"
+                    ),
+                    None => String::new(),
+                }
+            }
+            _ => String::new(),
+        };
         return Err(StageError::failed(format!(
-            "{shown}: expected a JSON array of objects, found {}",
+            "{shown}: expected a JSON array of objects, found {}{hint}",
             kind(&value)
         )));
     };

@@ -257,6 +257,47 @@ fn formats_are_inferred_through_a_compression_suffix() {
 }
 
 #[test]
+fn json_records_under_a_key() {
+    let ws = Workspace::new();
+    ws.write(
+        "data/squad.json",
+        r#"{"version": "1.1", "data": {"rows": [{"q": "q1", "a": "a1"}, {"q": "q2", "a": "a2"}]}}"#,
+    );
+    ws.write(
+        "data/flat.json",
+        r#"{"version": 2, "items": [{"q": "x", "a": "y"}]}"#,
+    );
+    let fields = json!({"input": "q", "output": "a"});
+    let run = collect(
+        &ws,
+        json!({"sources": [{"path": "data/squad.json", "records": "data.rows"}], "fields": fields}),
+    );
+    assert_eq!(inputs(&run.rows("data")), ["q1", "q2"]);
+    assert_eq!(run.rows("data")[1].source_row, 2);
+    // Without `records`, the error names the key that holds an array.
+    let err = collect_err(
+        &ws,
+        json!({"sources": [{"path": "data/flat.json"}], "fields": fields}),
+    );
+    assert_eq!(
+        err,
+        "data/flat.json: expected a JSON array of objects, found an object; set `records: items` on the source to read the array under `items`"
+    );
+    let err = collect_err(
+        &ws,
+        json!({"sources": [{"path": "data/squad.json", "records": "data.cols"}], "fields": fields}),
+    );
+    assert_eq!(
+        err,
+        "data/squad.json: no `data.cols` for `records`; the object there has `rows`"
+    );
+    // Only JSON files have records under a key.
+    let errors = Collect.check(&json!({"sources": [{"path": "data/a.jsonl", "records": "data"}]}));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, ["sources", "0", "records"]);
+}
+
+#[test]
 fn malformed_csv_record_names_its_line() {
     let ws = Workspace::new();
     ws.write("data/a.csv", "input,output\na,b\nc,d,e\nf,g\n");
