@@ -137,12 +137,8 @@ pub fn inventory(args: &DeviceArgs) -> Result<sluice_exec::Inventory> {
 /// sluice built without `cuda`): with `fallback: cpu` they are placed on the CPU; without, the
 /// run stops here, before anything runs, naming each one.
 fn gpu_capability(loaded: &mut Loaded, options: &RunOptions) -> Result<()> {
-    let selected = match &options.targets {
-        Some(t) => loaded.plan.closure(t),
-        None => loaded.plan.order().to_vec(),
-    };
     let mut problems = Vec::new();
-    for i in selected {
+    for i in options.selected(&loaded.plan) {
         let stage = &mut loaded.plan.workflow.stages[i];
         let Some((kind, reason)) = stage.uses.as_deref().and_then(|name| {
             let kind = options.catalog.get(name)?;
@@ -162,31 +158,46 @@ fn gpu_capability(loaded: &mut Loaded, options: &RunOptions) -> Result<()> {
             stage.needs.gpu_memory = None;
             continue;
         }
-        let pos = if stage.needs.pos.line > 0 {
-            stage.needs.pos
-        } else {
-            stage.pos
-        };
         let plural = if stage.needs.gpu == 1 { "GPU" } else { "GPUs" };
         problems.push((
-            pos,
+            resources_pos(stage),
             format!(
                 "stage `{}` asks for {} {plural}, but `{kind}` cannot use one: {reason}",
                 stage.name, stage.needs.gpu
             ),
         ));
     }
+    resource_errors(
+        &loaded.plan.workflow,
+        problems,
+        "build with `cargo build --release --features cuda`, set `gpu: 0`, or add `fallback: cpu` to run it on the CPU",
+    )
+}
+
+/// Where a stage's `resources` are written, else the stage itself.
+fn resources_pos(stage: &sluice_spec::ResolvedStage) -> sluice_spec::Pos {
+    if stage.needs.pos.line > 0 {
+        stage.needs.pos
+    } else {
+        stage.pos
+    }
+}
+
+/// Stops the run before anything runs, with one error per `(position, message)`, each with
+/// `hint`; nothing when there is none.
+fn resource_errors(
+    wf: &sluice_spec::ResolvedWorkflow,
+    problems: Vec<(sluice_spec::Pos, String)>,
+    hint: &str,
+) -> Result<()> {
     if problems.is_empty() {
         return Ok(());
     }
-    let wf = &loaded.plan.workflow;
     let errors = problems
         .into_iter()
         .map(|(pos, message)| {
             sluice_spec::SpecError::new(&wf.file, pos, message)
-                .with_hint(
-                    "build with `cargo build --release --features cuda`, set `gpu: 0`, or add `fallback: cpu` to run it on the CPU",
-                )
+                .with_hint(hint)
                 .with_source(&wf.source)
         })
         .collect();
@@ -195,32 +206,27 @@ fn gpu_capability(loaded: &mut Loaded, options: &RunOptions) -> Result<()> {
 
 /// Fails, naming each stage and what it asked for, if a stage can never be placed.
 fn check_placement(loaded: &Loaded, options: &RunOptions) -> Result<()> {
-    let problems = sluice_exec::check_placement(&loaded.plan, options);
-    if problems.is_empty() {
-        return Ok(());
-    }
     let wf = &loaded.plan.workflow;
-    let errors = problems
+    let problems = sluice_exec::check_placement(&loaded.plan, options)
         .into_iter()
         .map(|p| {
-            let pos = wf
-                .stage(&p.stage)
-                .map(|s| if s.needs.pos.line > 0 { s.needs.pos } else { s.pos })
-                .unwrap_or_default();
-            sluice_spec::SpecError::new(
-                &wf.file,
-                pos,
-                format!("stage `{}` can never run on this machine: {}", p.stage, p.reason),
-            )
-            .with_hint(format!(
-                "the inventory ({}: {}) comes from nvidia-smi or --devices / SLUICE_DEVICES; `fallback: cpu` runs a GPU stage on the CPU when there is no GPU",
-                options.inventory.source,
-                options.inventory.gpu_list()
-            ))
-            .with_source(&wf.source)
+            let pos = wf.stage(&p.stage).map(resources_pos).unwrap_or_default();
+            let message = format!(
+                "stage `{}` can never run on this machine: {}",
+                p.stage, p.reason
+            );
+            (pos, message)
         })
         .collect();
-    Err(Failure::Spec(sluice_spec::SpecErrors(errors)).into())
+    resource_errors(
+        wf,
+        problems,
+        &format!(
+            "the inventory ({}: {}) comes from nvidia-smi or --devices / SLUICE_DEVICES; `fallback: cpu` runs a GPU stage on the CPU when there is no GPU",
+            options.inventory.source,
+            options.inventory.gpu_list()
+        ),
+    )
 }
 
 fn width(loaded: &Loaded) -> usize {
@@ -315,10 +321,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         }
     }
 
-    let total = options
-        .targets
-        .as_ref()
-        .map_or(loaded.plan.stages().len(), |t| loaded.plan.closure(t).len());
+    let total = options.selected(&loaded.plan).len();
     let printer: Arc<dyn sluice_exec::Observer> = Arc::from(printer(
         args.progress,
         width(&loaded),

@@ -63,6 +63,14 @@ impl Default for RunOptions {
 }
 
 impl RunOptions {
+    /// The stages this run covers, in order: the targets and what they depend on, or all.
+    pub fn selected(&self, plan: &Plan) -> Vec<usize> {
+        match &self.targets {
+            Some(t) => plan.closure(t),
+            None => plan.order().to_vec(),
+        }
+    }
+
     /// Options with an inventory of no GPUs (detecting runs `nvidia-smi`).
     pub fn default_without_inventory() -> RunOptions {
         RunOptions {
@@ -191,11 +199,8 @@ pub struct Unplaceable {
 /// Every selected stage whose resources this machine can never provide.
 pub fn check_placement(plan: &Plan, options: &RunOptions) -> Vec<Unplaceable> {
     let pool = Pool::new(options.jobs, &options.inventory);
-    let selected = match &options.targets {
-        Some(t) => plan.closure(t),
-        None => plan.order().to_vec(),
-    };
-    selected
+    options
+        .selected(plan)
         .into_iter()
         .filter_map(|i| {
             let stage = plan.stage(i);
@@ -219,10 +224,7 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) -> RunReport {
     let n = plan.stages().len();
-    let selected: Vec<usize> = match &options.targets {
-        Some(t) => plan.closure(t),
-        None => plan.order().to_vec(),
-    };
+    let selected = options.selected(&plan);
     let in_run: BTreeSet<usize> = selected.iter().copied().collect();
     let position: BTreeMap<usize, usize> =
         selected.iter().enumerate().map(|(p, &i)| (i, p)).collect();

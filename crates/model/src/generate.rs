@@ -188,9 +188,16 @@ pub fn generate_from(
         ids.push(start);
     }
     let prompt_tokens = ids.len();
+    let budget = request
+        .max_new_tokens
+        .min(context.saturating_sub(prompt_tokens));
+    // With `echo`, the pass over the prompt scores it: the first step's, or one of its own when
+    // nothing is generated.
+    let score_prompt = if report.echo { report.logprobs } else { None };
     let mut logprobs = Vec::new();
-    if let (Some(k), true) = (report.logprobs, report.echo) {
-        logprobs = prompt_logprobs(loaded, &ids, k)?;
+    if let (Some(k), 0) = (score_prompt, budget) {
+        let logits = forward(loaded, &ids, &mut KvCache::default())?;
+        logprobs = prompt_logprobs(loaded, &ids, &logits, k)?;
     }
     let ends = end_tokens(loaded);
     let mut processor = request.decoding.processor();
@@ -199,12 +206,11 @@ pub fn generate_from(
     let mut generated: Vec<u32> = Vec::new();
     let mut input = ids;
     let mut finish = Finish::Length;
-    let budget = request
-        .max_new_tokens
-        .min(context.saturating_sub(prompt_tokens));
     while generated.len() < budget {
-        let t = Tensor::new(input.as_slice(), &loaded.model.device)?.unsqueeze(0)?;
-        let logits = loaded.model.forward_cached(&t, &mut cache)?;
+        let logits = forward(loaded, &input, &mut cache)?;
+        if let (Some(k), true) = (score_prompt, generated.is_empty()) {
+            logprobs = prompt_logprobs(loaded, &input, &logits, k)?;
+        }
         let last = logits.i((0, input.len() - 1))?;
         let next = processor.sample(&last)?;
         generated.push(next);
@@ -244,14 +250,21 @@ pub fn generate_from(
     })
 }
 
-/// The prompt's tokens with their log-probabilities: one forward pass over the whole prompt,
-/// each position predicting the next token; the first token has nothing before it.
-fn prompt_logprobs(loaded: &Loaded, ids: &[u32], k: usize) -> Result<Vec<TokenLogprob>> {
+/// The logits of `ids` after what `cache` holds: one row per position.
+fn forward(loaded: &Loaded, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
     let t = Tensor::new(ids, &loaded.model.device)?.unsqueeze(0)?;
-    let logits = loaded
-        .model
-        .forward_cached(&t, &mut KvCache::default())?
-        .to_dtype(DType::F32)?;
+    loaded.model.forward_cached(&t, cache)
+}
+
+/// The prompt's tokens with their log-probabilities under `logits`, the pass over the whole
+/// prompt, each position predicting the next token; the first token has nothing before it.
+fn prompt_logprobs(
+    loaded: &Loaded,
+    ids: &[u32],
+    logits: &Tensor,
+    k: usize,
+) -> Result<Vec<TokenLogprob>> {
+    let logits = logits.to_dtype(DType::F32)?;
     let mut out = vec![token_logprob(loaded, ids[0], None, k, true)];
     for (position, &id) in ids.iter().enumerate().skip(1) {
         let row = logits.i((0, position - 1))?.to_vec1::<f32>()?;

@@ -269,20 +269,31 @@ fn causal_tokenizer_config(
     model: &Llama,
     tokenizer: &Tokenizer,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let mut config = serde_json::Map::new();
-    config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
     let c = &model.config;
-    for (key, id) in [
+    let specials = [
         ("bos_token", c.bos_token_id),
         ("eos_token", c.eos()),
         ("pad_token", c.pad_token_id),
-    ] {
-        if let Some(token) = id.and_then(|id| tokenizer.id_to_token(id)) {
-            config.insert(key.into(), token.into());
-        }
-    }
-    config.insert("model_max_length".into(), c.max_position_embeddings.into());
+    ]
+    .into_iter()
+    .filter_map(|(key, id)| Some((key, tokenizer.id_to_token(id?)?)));
+    let mut config = tokenizer_config(specials, c.max_position_embeddings);
     config.insert("chat_template".into(), CHATML_TEMPLATE.into());
+    config
+}
+
+/// A `tokenizer_config.json` for the `tokenizer.json` beside it: read as a fast tokenizer, with
+/// these special tokens (`bos_token`, …) and context.
+fn tokenizer_config(
+    specials: impl IntoIterator<Item = (&'static str, String)>,
+    max_length: usize,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut config = serde_json::Map::new();
+    config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+    for (key, token) in specials {
+        config.insert(key.into(), token.into());
+    }
+    config.insert("model_max_length".into(), max_length.into());
     config
 }
 
@@ -463,21 +474,20 @@ pub fn save_classifier(
     tokenizer::save(tokenizer, &dir.join(TOKENIZER))?;
     // Without it, `AutoTokenizer` builds a WordPiece `BertTokenizer` for `model_type: bert`,
     // which is not the tokenizer in tokenizer.json.
-    let mut tokenizer_config = serde_json::Map::new();
-    tokenizer_config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
-    for (key, token) in [
+    let specials = [
         ("cls_token", tokenizer::CLS),
         ("sep_token", tokenizer::SEP),
         ("pad_token", tokenizer::BERT_PAD),
         ("unk_token", tokenizer::UNK),
         ("mask_token", tokenizer::MASK),
-    ] {
-        if tokenizer.token_to_id(token).is_some() {
-            tokenizer_config.insert(key.into(), token.into());
-        }
-    }
-    tokenizer_config.insert("model_max_length".into(), model.max_tokens().into());
-    write_json(&dir.join(TOKENIZER_CONFIG), &tokenizer_config)?;
+    ]
+    .into_iter()
+    .filter(|(_, token)| tokenizer.token_to_id(token).is_some())
+    .map(|(key, token)| (key, token.to_owned()));
+    write_json(
+        &dir.join(TOKENIZER_CONFIG),
+        &tokenizer_config(specials, model.max_tokens()),
+    )?;
     match (&model.lora, &model.prompt) {
         (Some(lora), _) if !merge => {
             let head: BTreeMap<String, Tensor> = bert::HEAD

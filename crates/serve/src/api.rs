@@ -315,16 +315,10 @@ impl ParsedRequest {
                 let body: CompletionBody = typed(value)?;
                 Self {
                     input: Input::Prompts(prompts(&body.prompt)?),
-                    logprobs: match body.logprobs {
-                        None => None,
-                        Some(k) if k <= MAX_LOGPROBS => Some(k as usize),
-                        Some(k) => {
-                            return Err(ApiError::invalid(
-                                format!("logprobs must be between 0 and {MAX_LOGPROBS}, got {k}"),
-                                Some("logprobs"),
-                            ));
-                        }
-                    },
+                    logprobs: body
+                        .logprobs
+                        .map(|k| alternatives(k, "logprobs"))
+                        .transpose()?,
                     echo: body.echo.unwrap_or(false),
                     max_tokens: body.max_tokens.map(|n| (n, "max_tokens")),
                     temperature: body.temperature.unwrap_or(1.0),
@@ -346,14 +340,7 @@ impl ParsedRequest {
                     (None, None) => None,
                 };
                 let logprobs = match (body.logprobs.unwrap_or(false), body.top_logprobs) {
-                    (true, None) => Some(0),
-                    (true, Some(k)) if k <= MAX_LOGPROBS => Some(k as usize),
-                    (true, Some(k)) => {
-                        return Err(ApiError::invalid(
-                            format!("top_logprobs must be between 0 and {MAX_LOGPROBS}, got {k}"),
-                            Some("top_logprobs"),
-                        ));
-                    }
+                    (true, k) => Some(alternatives(k.unwrap_or(0), "top_logprobs")?),
                     (false, None | Some(0)) => None,
                     (false, Some(_)) => {
                         return Err(ApiError::invalid(
@@ -492,6 +479,18 @@ impl ParsedRequest {
 
 /// The most choices (`n`) one generation request may ask for.
 pub(crate) const MAX_CHOICES: usize = 16;
+
+/// How many alternatives per token `param` asks for: 0 to [`MAX_LOGPROBS`].
+fn alternatives(k: u64, param: &str) -> Result<usize, ApiError> {
+    if k <= MAX_LOGPROBS {
+        Ok(k as usize)
+    } else {
+        Err(ApiError::invalid(
+            format!("{param} must be between 0 and {MAX_LOGPROBS}, got {k}"),
+            Some(param),
+        ))
+    }
+}
 
 /// `n`: 1 when absent, else 1 to [`MAX_CHOICES`].
 fn choices(n: Option<u64>) -> Result<usize, ApiError> {
